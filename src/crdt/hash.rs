@@ -1,0 +1,147 @@
+//! Hashes: an add-wins map whose field values are strings-with-counters.
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use super::counter::Counter;
+use super::digest::{hash_parts, Accumulator};
+use super::id::{Stamp, Tag};
+use super::number::Delta;
+use super::string::visible;
+use super::tags::Tags;
+use super::vv::VersionVector;
+
+/// One field: add-wins presence and an LWW-plus-increments value.
+#[derive(Clone, Debug, Default)]
+struct Field {
+    tags: Tags,
+    value: Counter<Bytes>,
+}
+
+impl Field {
+    fn hash(&self, name: &[u8]) -> u128 {
+        hash_parts(&[name, &visible(&self.value).0])
+    }
+}
+
+/// A hash key's content.
+#[derive(Clone, Debug, Default)]
+pub struct HashContent {
+    fields: IndexMap<Bytes, Field>,
+    acc: Accumulator,
+}
+
+impl HashContent {
+    /// Runs `f` on a field and keeps the digest and presence up to date.
+    fn update<R>(&mut self, name: &Bytes, create: bool, f: impl FnOnce(&mut Field) -> R) -> Option<R> {
+        if !create && !self.fields.contains_key(name) {
+            return None;
+        }
+        let field = self.fields.entry(name.clone()).or_default();
+        if field.tags.is_present() {
+            self.acc.sub(field.hash(name));
+        }
+        let r = f(field);
+        if field.tags.is_present() {
+            self.acc.add(field.hash(name));
+        } else {
+            self.fields.swap_remove(name);
+        }
+        Some(r)
+    }
+
+    /// HSET of one field. Returns whether it raced a concurrent value.
+    pub fn set(&mut self, name: Bytes, value: Bytes, tag: Tag, ctx: &VersionVector) -> bool {
+        self.update(&name, true, |f| {
+            f.tags.add(tag, ctx);
+            f.value.write_base(value, tag, ctx)
+        })
+        .unwrap_or(false)
+    }
+
+    /// HINCRBY / HINCRBYFLOAT of one field.
+    pub fn incr(&mut self, name: Bytes, delta: Delta, tag: Tag, ctx: &VersionVector) {
+        self.update(&name, true, |f| {
+            f.tags.add(tag, ctx);
+            f.value.add_inc(delta, tag);
+        });
+    }
+
+    /// HDEL of one field. Returns whether an unseen write kept it.
+    pub fn remove(&mut self, name: &Bytes, ctx: &VersionVector) -> bool {
+        self.update(name, false, |f| {
+            f.value.remove_observed(ctx);
+            f.tags.remove_observed(ctx)
+        })
+        .unwrap_or(false)
+    }
+
+    /// Observed-remove of every field.
+    pub fn remove_observed(&mut self, ctx: &VersionVector) {
+        let names: Vec<Bytes> = self.fields.keys().cloned().collect();
+        for n in names {
+            self.remove(&n, ctx);
+        }
+    }
+
+    /// The value of a field (and whether increments were dropped).
+    pub fn get(&self, name: &[u8]) -> Option<(Bytes, bool)> {
+        self.fields.get(name).map(|f| visible(&f.value))
+    }
+
+    /// Fields and values in an arbitrary (region-local) order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, Bytes)> {
+        self.fields.iter().map(|(k, f)| (k, visible(&f.value).0))
+    }
+
+    /// The field at `index` of the local order (HRANDFIELD).
+    pub fn field_at(&self, index: usize) -> Option<(&Bytes, Bytes)> {
+        self.fields
+            .get_index(index)
+            .map(|(k, f)| (k, visible(&f.value).0))
+    }
+
+    /// Whether a field is present.
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.fields.contains_key(name)
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Greatest stamp of any write held.
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        self.fields
+            .values()
+            .filter_map(|f| f.tags.max_stamp().max(f.value.max_stamp()))
+            .max()
+    }
+
+    /// Drops causally stable metadata.
+    pub fn collect(&mut self, stable: &VersionVector) {
+        for f in self.fields.values_mut() {
+            f.tags.collect(stable);
+            f.value.collect(stable);
+        }
+    }
+
+    /// Metadata items held.
+    pub fn metadata_len(&self) -> usize {
+        self.fields
+            .values()
+            .map(|f| f.tags.len() + f.value.metadata_len())
+            .sum()
+    }
+
+    /// Order-independent hash of fields and values.
+    pub fn digest(&self) -> u128 {
+        self.acc.0
+    }
+}

@@ -1,0 +1,149 @@
+//! Lists: a sequence CRDT over dense positions (see [`Position`]).
+//!
+//! Pushes and inserts carry the positions their origin chose, so applying
+//! them needs nothing but those positions. Pops and LREM remove the elements
+//! they named; LTRIM removes the elements it observed outside the kept range,
+//! so concurrent pushes survive both. LSET replaces an element's value by LWW;
+//! an element removed concurrently stays removed.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+
+use super::digest::{hash_parts, Accumulator};
+use super::id::{Stamp, Tag};
+use super::position::Position;
+use super::vv::VersionVector;
+
+#[derive(Clone, Debug)]
+struct Element {
+    value: Bytes,
+    /// The insert or LSET that wrote `value`.
+    written: Tag,
+}
+
+fn element_hash(pos: &Position, value: &[u8]) -> u128 {
+    hash_parts(&[&pos.digest_bytes(), value])
+}
+
+/// A list key's content.
+#[derive(Clone, Debug, Default)]
+pub struct ListContent {
+    elements: BTreeMap<Position, Element>,
+    acc: Accumulator,
+}
+
+impl ListContent {
+    /// Inserts an element at its position (a duplicate delivery is ignored).
+    pub fn insert(&mut self, pos: Position, value: Bytes, tag: Tag) {
+        if self.elements.contains_key(&pos) {
+            return;
+        }
+        self.acc.add(element_hash(&pos, &value));
+        self.elements.insert(
+            pos,
+            Element {
+                value,
+                written: tag,
+            },
+        );
+    }
+
+    /// LSET: replaces the value by LWW. Returns whether it raced a concurrent
+    /// LSET (the element must exist; a removed element stays removed).
+    pub fn set(&mut self, pos: &Position, value: Bytes, tag: Tag, ctx: &VersionVector) -> bool {
+        let Some(e) = self.elements.get_mut(pos) else {
+            return false;
+        };
+        let raced = !ctx.contains(e.written.dot);
+        if tag.stamp() > e.written.stamp() {
+            self.acc.sub(element_hash(pos, &e.value));
+            self.acc.add(element_hash(pos, &value));
+            e.value = value;
+            e.written = tag;
+        }
+        raced
+    }
+
+    /// Removes one element by position (pops, LREM).
+    pub fn remove(&mut self, pos: &Position) {
+        if let Some(e) = self.elements.remove(pos) {
+            self.acc.sub(element_hash(pos, &e.value));
+        }
+    }
+
+    /// LTRIM: removes the observed elements outside `keep` (all observed
+    /// elements when `keep` is `None`).
+    pub fn trim(&mut self, keep: Option<(&Position, &Position)>, ctx: &VersionVector) {
+        let acc = &mut self.acc;
+        self.elements.retain(|pos, e| {
+            let inside = keep.is_some_and(|(lo, hi)| pos >= lo && pos <= hi);
+            let keep = inside || !ctx.contains(pos.dot());
+            if !keep {
+                acc.sub(element_hash(pos, &e.value));
+            }
+            keep
+        });
+    }
+
+    /// Observed-remove of every element.
+    pub fn remove_observed(&mut self, ctx: &VersionVector) {
+        self.trim(None, ctx);
+    }
+
+    /// Elements in list order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Position, &Bytes)> {
+        self.elements.iter().map(|(p, e)| (p, &e.value))
+    }
+
+    /// The element at a 0-based index from the head (O(index)).
+    pub fn get(&self, index: usize) -> Option<(&Position, &Bytes)> {
+        self.iter().nth(index)
+    }
+
+    /// The first element.
+    pub fn first(&self) -> Option<&Position> {
+        self.elements.keys().next()
+    }
+
+    /// The last element.
+    pub fn last(&self) -> Option<&Position> {
+        self.elements.keys().next_back()
+    }
+
+    /// The element after `pos`.
+    pub fn next_after(&self, pos: &Position) -> Option<&Position> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.elements.range((Excluded(pos), Unbounded)).next().map(|(p, _)| p)
+    }
+
+    /// The element before `pos`.
+    pub fn prev_before(&self, pos: &Position) -> Option<&Position> {
+        self.elements.range(..pos).next_back().map(|(p, _)| p)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// Greatest stamp of any write held.
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        self.elements.values().map(|e| e.written.stamp()).max()
+    }
+
+    /// Metadata items held: one per element (lists keep no tombstones).
+    pub fn metadata_len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Order-independent hash of (position, value) pairs; positions carry
+    /// the order.
+    pub fn digest(&self) -> u128 {
+        self.acc.0
+    }
+}

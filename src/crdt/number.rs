@@ -1,0 +1,327 @@
+//! Numbers as Redis writes them, with sums that are exact.
+//!
+//! Concurrent increments are summed in whatever order they arrive, so the sum
+//! must not depend on order: integers are summed in `i128`, fractional deltas
+//! as exact decimals. Rounding happens only when a value is shown.
+
+use bigdecimal::{BigDecimal, Zero};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Significant digits shown for fractional results, as Redis' `INCRBYFLOAT`.
+const SHOWN_DIGITS: u64 = 17;
+
+/// An exact decimal. Built only from finite `f64` values (by their shortest
+/// round-trip form), so it has at most 17 significant digits and an exponent
+/// inside the `f64` range: sums of them stay small.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Decimal(BigDecimal);
+
+impl Decimal {
+    /// Zero.
+    pub fn zero() -> Self {
+        Decimal(BigDecimal::zero())
+    }
+
+    /// The exact decimal of a finite float's shortest round-trip form
+    /// (`0.1` stays `0.1`); `None` for NaN and infinities.
+    pub fn from_f64(v: f64) -> Option<Self> {
+        if !v.is_finite() {
+            return None;
+        }
+        if v == 0.0 {
+            return Some(Decimal::zero());
+        }
+        let shortest = format!("{v:e}");
+        BigDecimal::from_str(&shortest)
+            .ok()
+            .map(|d| Decimal(d.normalized()))
+    }
+
+    /// Parses a client's float argument the way Redis accepts it: a finite
+    /// number (no `nan`, no `inf`), no spaces.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        let v = parse_f64(bytes)?;
+        Decimal::from_f64(v)
+    }
+
+    /// Parses the canonical text form written by [`Display`](fmt::Display)
+    /// (used by the codecs). Rejects anything that is not such a number.
+    pub fn from_canonical(s: &str) -> Option<Self> {
+        // Bound the work a hostile encoded value can cause before parsing.
+        if s.len() > 400 {
+            return None;
+        }
+        let v: f64 = s.parse().ok()?;
+        if !v.is_finite() {
+            return None;
+        }
+        BigDecimal::from_str(s).ok().map(|d| Decimal(d.normalized()))
+    }
+
+    /// Whether this is zero.
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+
+    /// Exact sum.
+    pub fn add(&self, other: &Decimal) -> Decimal {
+        Decimal((&self.0 + &other.0).normalized())
+    }
+
+    /// Nearest `f64` (correctly rounded by the standard parser).
+    pub fn to_f64(&self) -> f64 {
+        self.0.to_string().parse().unwrap_or(0.0)
+    }
+
+    /// Rendered as Redis renders `INCRBYFLOAT` results: at most 17
+    /// significant digits, fixed notation, no trailing zeros.
+    pub fn to_redis_string(&self) -> String {
+        if self.0.is_zero() {
+            return "0".to_string();
+        }
+        let rounded = self.0.with_prec(SHOWN_DIGITS).normalized();
+        let s = rounded.to_plain_string();
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Canonical exact form (normalized, scientific when that is shorter).
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decimal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Decimal::from_canonical(&s).ok_or_else(|| serde::de::Error::custom("invalid decimal"))
+    }
+}
+
+/// Parses a Redis integer argument exactly as Redis does (`string2ll`):
+/// optional `-`, no `+`, no leading zeros, no spaces, fits in `i64`.
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = match bytes[0] {
+        b'-' => (true, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut v: i128 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i128::from(b - b'0');
+    }
+    if neg {
+        v = -v;
+    }
+    i64::try_from(v).ok()
+}
+
+/// Parses a Redis float argument: what `strtod` takes, minus NaN, and with
+/// no surrounding spaces. Infinities are returned (sorted-set scores allow them).
+pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
+    if bytes.is_empty() || bytes.len() > 5000 {
+        return None;
+    }
+    let s = std::str::from_utf8(bytes).ok()?;
+    if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    let v = match lower.trim_start_matches(['+', '-']) {
+        "inf" | "infinity" => {
+            if lower.starts_with('-') {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }
+        }
+        _ => s.parse::<f64>().ok()?,
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// Formats a score as Redis 7 does: shortest round-trip form, `inf`/`-inf`.
+pub fn format_f64(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v == v.trunc() && v.abs() < 1e17 {
+        return format!("{}", v as i64);
+    }
+    let s = format!("{v}");
+    if s.len() > 24 {
+        format!("{v:e}")
+    } else {
+        s
+    }
+}
+
+/// One increment: integer (INCRBY family) or fractional (INCRBYFLOAT family).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Delta {
+    /// An integer increment.
+    Int(i64),
+    /// A fractional increment, exact.
+    Float(Decimal),
+}
+
+/// An exact running sum of increments. `fractional` records whether any
+/// fractional increment took part, which decides how the result is shown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Sum {
+    int: i128,
+    frac: Decimal,
+    fractional: bool,
+}
+
+impl Sum {
+    /// Adds one increment; order never matters.
+    pub fn add(&mut self, d: &Delta) {
+        match d {
+            Delta::Int(i) => self.int = self.int.saturating_add(i128::from(*i)),
+            Delta::Float(x) => {
+                self.frac = self.frac.add(x);
+                self.fractional = true;
+            }
+        }
+    }
+
+    /// Adds another sum.
+    pub fn add_sum(&mut self, other: &Sum) {
+        self.int = self.int.saturating_add(other.int);
+        self.frac = self.frac.add(&other.frac);
+        self.fractional |= other.fractional;
+    }
+
+    /// Whether any fractional increment took part.
+    pub fn is_fractional(&self) -> bool {
+        self.fractional
+    }
+
+    /// The exact total as a decimal.
+    pub fn total(&self) -> Decimal {
+        self.frac.add(&Decimal(BigDecimal::from(self.int)))
+    }
+
+    /// The integer part (meaningful when not fractional).
+    pub fn int(&self) -> i128 {
+        self.int
+    }
+}
+
+/// What a string (or hash field) holds once unseen increments are added to its
+/// base: the bytes to show, and whether increments had to be dropped because
+/// the base is not a number.
+pub fn add_to_base(base: Option<&[u8]>, sum: &Sum) -> (Vec<u8>, bool) {
+    let base_bytes = base.unwrap_or(b"0");
+    if !sum.is_fractional() {
+        if let Some(b) = parse_i64(base_bytes) {
+            let total = i128::from(b).saturating_add(sum.int());
+            return (total.to_string().into_bytes(), false);
+        }
+    }
+    match Decimal::parse(base_bytes) {
+        Some(b) => (b.add(&sum.total()).to_redis_string().into_bytes(), false),
+        None => (base_bytes.to_vec(), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_i64_is_strict_like_redis() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [&b""[..], b"+1", b"01", b"-0", b" 1", b"1 ", b"1.0", b"9223372036854775808", b"-", b"abc"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn decimal_sum_is_exact_and_shown_like_redis() {
+        let a = Decimal::parse(b"0.1").unwrap();
+        let b = Decimal::parse(b"0.2").unwrap();
+        assert_eq!(a.add(&b).to_redis_string(), "0.3");
+        assert_eq!(Decimal::parse(b"10.50").unwrap().to_redis_string(), "10.5");
+        assert_eq!(Decimal::parse(b"1e3").unwrap().to_redis_string(), "1000");
+        assert_eq!(Decimal::parse(b"-2.5").unwrap().to_redis_string(), "-2.5");
+        assert!(Decimal::parse(b"nan").is_none());
+        assert!(Decimal::parse(b"inf").is_none());
+        assert!(Decimal::parse(b"1e999").is_none());
+    }
+
+    #[test]
+    fn canonical_form_round_trips() {
+        for s in ["0.1", "-3", "1e300", "1.5e-300", "123456789.123"] {
+            let d = Decimal::parse(s.as_bytes()).unwrap();
+            assert_eq!(Decimal::from_canonical(&d.to_string()), Some(d.clone()), "{s}");
+        }
+    }
+
+    #[test]
+    fn sum_does_not_depend_on_order() {
+        let deltas = [
+            Delta::Float(Decimal::parse(b"1e300").unwrap()),
+            Delta::Int(3),
+            Delta::Float(Decimal::parse(b"1e-300").unwrap()),
+            Delta::Float(Decimal::parse(b"-1e300").unwrap()),
+        ];
+        let mut fwd = Sum::default();
+        deltas.iter().for_each(|d| fwd.add(d));
+        let mut back = Sum::default();
+        deltas.iter().rev().for_each(|d| back.add(d));
+        assert_eq!(fwd.total(), back.total());
+        assert_eq!(fwd.total().to_redis_string(), "3");
+    }
+
+    #[test]
+    fn base_plus_increments() {
+        let mut s = Sum::default();
+        s.add(&Delta::Int(5));
+        assert_eq!(add_to_base(Some(b"10"), &s), (b"15".to_vec(), false));
+        assert_eq!(add_to_base(None, &s), (b"5".to_vec(), false));
+        assert_eq!(add_to_base(Some(b"1.5"), &s), (b"6.5".to_vec(), false));
+        assert_eq!(add_to_base(Some(b"abc"), &s), (b"abc".to_vec(), true));
+        let mut big = Sum::default();
+        big.add(&Delta::Int(i64::MAX));
+        big.add(&Delta::Int(i64::MAX));
+        assert_eq!(add_to_base(None, &big).0, b"18446744073709551614".to_vec());
+    }
+
+    #[test]
+    fn scores_format_like_redis() {
+        assert_eq!(format_f64(3.0), "3");
+        assert_eq!(format_f64(3.1), "3.1");
+        assert_eq!(format_f64(f64::INFINITY), "inf");
+        assert_eq!(format_f64(-0.5), "-0.5");
+    }
+}

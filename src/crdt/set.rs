@@ -1,0 +1,105 @@
+//! Sets: add-wins OR-Set.
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use super::digest::{hash_parts, Accumulator};
+use super::id::{Stamp, Tag};
+use super::tags::Tags;
+use super::vv::VersionVector;
+
+/// A set key's content. Members live in an insertion-ordered map so the
+/// server can pick a random member in O(1) (SPOP, SRANDMEMBER).
+#[derive(Clone, Debug, Default)]
+pub struct SetContent {
+    members: IndexMap<Bytes, Tags>,
+    acc: Accumulator,
+}
+
+fn member_hash(m: &[u8]) -> u128 {
+    hash_parts(&[m])
+}
+
+impl SetContent {
+    /// Adds a member (SADD, SMOVE's add).
+    pub fn add(&mut self, member: Bytes, tag: Tag, ctx: &VersionVector) {
+        let tags = self.members.entry(member.clone()).or_default();
+        if !tags.is_present() {
+            self.acc.add(member_hash(&member));
+        }
+        tags.add(tag, ctx);
+    }
+
+    /// Removes the adds of `member` the remover had seen. Returns whether an
+    /// unseen add kept the member (add-wins conflict).
+    pub fn remove(&mut self, member: &[u8], ctx: &VersionVector) -> bool {
+        let Some(tags) = self.members.get_mut(member) else {
+            return false;
+        };
+        let survived = tags.remove_observed(ctx);
+        if !survived {
+            self.members.swap_remove(member);
+            self.acc.sub(member_hash(member));
+        }
+        survived
+    }
+
+    /// Observed-remove of every member.
+    pub fn remove_observed(&mut self, ctx: &VersionVector) {
+        let acc = &mut self.acc;
+        self.members.retain(|m, tags| {
+            let keep = tags.remove_observed(ctx);
+            if !keep {
+                acc.sub(member_hash(m));
+            }
+            keep
+        });
+    }
+
+    /// Whether `member` is present.
+    pub fn contains(&self, member: &[u8]) -> bool {
+        self.members.contains_key(member)
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Members in an arbitrary (region-local) order.
+    pub fn members(&self) -> impl Iterator<Item = &Bytes> {
+        self.members.keys()
+    }
+
+    /// The member at `index` of the local order (for random picks).
+    pub fn member_at(&self, index: usize) -> Option<&Bytes> {
+        self.members.get_index(index).map(|(m, _)| m)
+    }
+
+    /// Greatest stamp of any live add.
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        self.members.values().filter_map(Tags::max_stamp).max()
+    }
+
+    /// Drops causally stable metadata.
+    pub fn collect(&mut self, stable: &VersionVector) {
+        for tags in self.members.values_mut() {
+            tags.collect(stable);
+        }
+    }
+
+    /// Metadata items held (one per live tag).
+    pub fn metadata_len(&self) -> usize {
+        self.members.values().map(Tags::len).sum()
+    }
+
+    /// Order-independent hash of the members.
+    pub fn digest(&self) -> u128 {
+        self.acc.0
+    }
+}

@@ -1,0 +1,58 @@
+//! Add-wins presence: the tags of the adds nobody has removed yet.
+
+use smallvec::SmallVec;
+
+use super::id::{Stamp, Tag};
+use super::vv::VersionVector;
+
+/// The live add-tags of one member or field. Present while non-empty. An add
+/// replaces the tags it observed, so there are never more tags than adds that
+/// raced each other.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tags(SmallVec<[Tag; 1]>);
+
+impl Tags {
+    /// Whether present.
+    pub fn is_present(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Adds `tag`, replacing the tags its writer had seen.
+    pub fn add(&mut self, tag: Tag, ctx: &VersionVector) {
+        self.0.retain(|t| !ctx.contains(t.dot));
+        self.0.push(tag);
+    }
+
+    /// Removes the tags the remover had seen. Returns whether any tag
+    /// survived that the remover had not seen (add-wins: a conflict).
+    pub fn remove_observed(&mut self, ctx: &VersionVector) -> bool {
+        self.0.retain(|t| !ctx.contains(t.dot));
+        self.is_present()
+    }
+
+    /// Greatest stamp among live tags.
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        self.0.iter().map(|t| t.stamp()).max()
+    }
+
+    /// Keeps one tag (the greatest) once all are stable: presence and the
+    /// maximum stamp are all that can still matter.
+    pub fn collect(&mut self, stable: &VersionVector) {
+        if self.0.len() > 1 && self.0.iter().all(|t| stable.contains(t.dot)) {
+            if let Some(max) = self.0.iter().copied().max_by_key(|t| t.stamp()) {
+                self.0.clear();
+                self.0.push(max);
+            }
+        }
+    }
+
+    /// Number of tags held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no tag is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

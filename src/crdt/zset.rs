@@ -1,0 +1,195 @@
+//! Sorted sets: add-wins membership, score = LWW base (ZADD) plus the
+//! increments (ZINCRBY) that base had not seen.
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use super::counter::Counter;
+use super::digest::{hash_parts, Accumulator};
+use super::id::{Stamp, Tag};
+use super::number::{Decimal, Delta};
+use super::tags::Tags;
+use super::vv::VersionVector;
+
+/// A score with the total order Redis sorts by (`-0` is `0`).
+#[derive(Clone, Copy, Debug)]
+pub struct Score(pub f64);
+
+impl Score {
+    fn new(v: f64) -> Self {
+        Score(if v == 0.0 { 0.0 } else { v })
+    }
+}
+
+impl PartialEq for Score {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Member {
+    tags: Tags,
+    score: Counter<f64>,
+    shown: f64,
+}
+
+/// The score a member shows: its base (0 without one) plus unseen
+/// increments, summed exactly and rounded once.
+fn visible_score(c: &Counter<f64>) -> f64 {
+    let base = c.winner().map_or(0.0, |b| b.value);
+    match c.unseen() {
+        None => base,
+        Some(_) if base.is_infinite() => base,
+        Some(sum) => {
+            let b = Decimal::from_f64(base).unwrap_or_default();
+            b.add(&sum.total()).to_f64()
+        }
+    }
+}
+
+fn member_hash(m: &[u8], score: f64) -> u128 {
+    hash_parts(&[m, &Score::new(score).0.to_bits().to_le_bytes()])
+}
+
+/// A sorted-set key's content, with an index by (score, member) for ranges.
+#[derive(Clone, Debug, Default)]
+pub struct ZSetContent {
+    members: IndexMap<Bytes, Member>,
+    by_score: BTreeSet<(Score, Bytes)>,
+    acc: Accumulator,
+}
+
+impl ZSetContent {
+    fn update<R>(&mut self, name: &Bytes, create: bool, f: impl FnOnce(&mut Member) -> R) -> Option<R> {
+        if !create && !self.members.contains_key(name) {
+            return None;
+        }
+        let m = self.members.entry(name.clone()).or_default();
+        let was_present = m.tags.is_present();
+        if was_present {
+            self.acc.sub(member_hash(name, m.shown));
+            self.by_score.remove(&(Score::new(m.shown), name.clone()));
+        }
+        let r = f(m);
+        if m.tags.is_present() {
+            m.shown = visible_score(&m.score);
+            self.acc.add(member_hash(name, m.shown));
+            self.by_score.insert((Score::new(m.shown), name.clone()));
+        } else {
+            self.members.swap_remove(name);
+        }
+        Some(r)
+    }
+
+    /// ZADD of one member: sets the score by LWW. Returns whether it raced.
+    pub fn add(&mut self, member: Bytes, score: f64, tag: Tag, ctx: &VersionVector) -> bool {
+        self.update(&member, true, |m| {
+            m.tags.add(tag, ctx);
+            m.score.write_base(score, tag, ctx)
+        })
+        .unwrap_or(false)
+    }
+
+    /// ZINCRBY: adds to the score as a counter.
+    pub fn incr(&mut self, member: Bytes, delta: Decimal, tag: Tag, ctx: &VersionVector) {
+        self.update(&member, true, |m| {
+            m.tags.add(tag, ctx);
+            m.score.add_inc(Delta::Float(delta), tag);
+        });
+    }
+
+    /// ZREM of one member. Returns whether an unseen write kept it.
+    pub fn remove(&mut self, member: &Bytes, ctx: &VersionVector) -> bool {
+        self.update(member, false, |m| {
+            m.score.remove_observed(ctx);
+            m.tags.remove_observed(ctx)
+        })
+        .unwrap_or(false)
+    }
+
+    /// Observed-remove of every member.
+    pub fn remove_observed(&mut self, ctx: &VersionVector) {
+        let names: Vec<Bytes> = self.members.keys().cloned().collect();
+        for n in names {
+            self.remove(&n, ctx);
+        }
+    }
+
+    /// The score of a member.
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.members.get(member).map(|m| m.shown)
+    }
+
+    /// Members in (score, member) order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Bytes, f64)> + ExactSizeIterator {
+        self.by_score.iter().map(|(s, m)| (m, s.0))
+    }
+
+    /// 0-based rank of a member in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        let m = self.members.get(member)?;
+        Some(
+            self.by_score
+                .range(..(Score::new(m.shown), Bytes::copy_from_slice(member)))
+                .count(),
+        )
+    }
+
+    /// The member at `index` of the local order (for random picks).
+    pub fn member_at(&self, index: usize) -> Option<(&Bytes, f64)> {
+        self.members.get_index(index).map(|(k, m)| (k, m.shown))
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Greatest stamp of any write held.
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        self.members
+            .values()
+            .filter_map(|m| m.tags.max_stamp().max(m.score.max_stamp()))
+            .max()
+    }
+
+    /// Drops causally stable metadata (scores do not change).
+    pub fn collect(&mut self, stable: &VersionVector) {
+        for m in self.members.values_mut() {
+            m.tags.collect(stable);
+            m.score.collect(stable);
+        }
+    }
+
+    /// Metadata items held.
+    pub fn metadata_len(&self) -> usize {
+        self.members
+            .values()
+            .map(|m| m.tags.len() + m.score.metadata_len())
+            .sum()
+    }
+
+    /// Order-independent hash of members and scores.
+    pub fn digest(&self) -> u128 {
+        self.acc.0
+    }
+}
