@@ -38,7 +38,13 @@ fn member() -> impl Strategy<Value = Bytes> {
 }
 
 fn value() -> impl Strategy<Value = Bytes> {
-    prop_oneof![Just(b("x")), Just(b("y")), Just(b("7")), Just(b("1.5")), Just(b(""))]
+    prop_oneof![
+        Just(b("x")),
+        Just(b("y")),
+        Just(b("7")),
+        Just(b("1.5")),
+        Just(b(""))
+    ]
 }
 
 fn decimal() -> impl Strategy<Value = Decimal> {
@@ -67,13 +73,21 @@ fn intent() -> impl Strategy<Value = Intent> {
         prop::collection::vec(member(), 1..3).prop_map(Intent::HDel),
         (member(), -2i64..4).prop_map(|(f, d)| Intent::HIncrBy(f, d)),
         (member(), decimal()).prop_map(|(f, d)| Intent::HIncrByFloat(f, d)),
-        prop::collection::vec((member(), -3i8..4), 1..3)
-            .prop_map(|m| Intent::ZAdd(m.into_iter().map(|(k, s)| (k, f64::from(s) / 2.0)).collect())),
-        (member(), prop_oneof![Just(1.1), Just(1.0), Just(-0.5)]).prop_map(|(m, d)| Intent::ZIncrBy(m, d)),
+        prop::collection::vec((member(), -3i8..4), 1..3).prop_map(|m| Intent::ZAdd(
+            m.into_iter()
+                .map(|(k, s)| (k, f64::from(s) / 2.0))
+                .collect()
+        )),
+        (member(), prop_oneof![Just(1.1), Just(1.0), Just(-0.5)])
+            .prop_map(|(m, d)| Intent::ZIncrBy(m, d)),
         prop::collection::vec(member(), 1..3).prop_map(Intent::ZRem),
         prop::collection::vec(value(), 1..3).prop_map(Intent::LPush),
         prop::collection::vec(value(), 1..3).prop_map(Intent::RPush),
-        (any::<bool>(), value(), value()).prop_map(|(before, pivot, value)| Intent::LInsert { before, pivot, value }),
+        (any::<bool>(), value(), value()).prop_map(|(before, pivot, value)| Intent::LInsert {
+            before,
+            pivot,
+            value
+        }),
         (-3i64..3, value()).prop_map(|(index, value)| Intent::LSet { index, value }),
         (-2i64..3, value()).prop_map(|(count, value)| Intent::LRem { count, value }),
         (-3i64..3, -3i64..3).prop_map(|(start, stop)| Intent::LTrim { start, stop }),
@@ -100,7 +114,9 @@ fn key_for(key: u8, intent: &Intent) -> String {
     }
     let t = match intent {
         Intent::SAdd(_) | Intent::SRem(_) => "set",
-        Intent::HSet(_) | Intent::HDel(_) | Intent::HIncrBy(..) | Intent::HIncrByFloat(..) => "hash",
+        Intent::HSet(_) | Intent::HDel(_) | Intent::HIncrBy(..) | Intent::HIncrByFloat(..) => {
+            "hash"
+        }
         Intent::ZAdd(_) | Intent::ZIncrBy(..) | Intent::ZRem(_) => "zset",
         Intent::LPush(_)
         | Intent::RPush(_)
@@ -233,8 +249,8 @@ proptest! {
         let digest = nodes[0].replica.state.digest();
         let snapshot = nodes.clone();
         for i in 0..nodes.len() {
-            for j in 0..snapshot.len() {
-                nodes[i].hear_report_from(&snapshot[j]);
+            for other in &snapshot {
+                nodes[i].hear_report_from(other);
             }
             nodes[i].collect();
             prop_assert!(nodes[i].replica.state.metadata_len() <= snapshot[i].replica.state.metadata_len());
@@ -294,9 +310,24 @@ fn generated_histories_exercise_every_effect_and_type_conflicts() {
             .count();
     }
     let expected = [
-        "str_set", "str_incr", "del", "expire", "persist", "set_add", "set_rem", "hash_set", "hash_del",
-        "hash_incr", "zset_add", "zset_incr", "zset_rem", "list_insert", "list_set", "list_remove",
-        "list_trim", "flush_all",
+        "str_set",
+        "str_incr",
+        "del",
+        "expire",
+        "persist",
+        "set_add",
+        "set_rem",
+        "hash_set",
+        "hash_del",
+        "hash_incr",
+        "zset_add",
+        "zset_incr",
+        "zset_rem",
+        "list_insert",
+        "list_set",
+        "list_remove",
+        "list_trim",
+        "flush_all",
     ];
     for k in expected {
         assert!(kinds.contains(k), "no {k} generated; got {kinds:?}");

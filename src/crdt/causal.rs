@@ -43,7 +43,8 @@ impl CausalBuffer {
 
     /// Takes out, in an order that respects causality, every operation that
     /// becomes deliverable once the state is at `applied` and each released
-    /// operation has been applied in turn.
+    /// operation has been applied in turn. A transaction (an operation with
+    /// `txn_rest > 0` and the ones after it) is released whole or not at all.
     pub fn drain_ready(&mut self, applied: &VersionVector) -> Vec<Operation> {
         let mut vv = applied.clone();
         let mut out = Vec::new();
@@ -52,7 +53,9 @@ impl CausalBuffer {
             let mut origins: Vec<RegionId> = self.waiting.keys().copied().collect();
             origins.sort();
             for origin in origins {
-                let Some(q) = self.waiting.get_mut(&origin) else { continue };
+                let Some(q) = self.waiting.get_mut(&origin) else {
+                    continue;
+                };
                 // Drop what is already covered.
                 while let Some((&seq, _)) = q.first_key_value() {
                     if seq > vv.get(origin) {
@@ -63,6 +66,10 @@ impl CausalBuffer {
                 }
                 while let Some((&seq, op)) = q.first_key_value() {
                     if seq != vv.get(origin) + 1 || !vv.dominates(&op.deps) {
+                        break;
+                    }
+                    if !transaction_complete(q, seq, &vv) {
+                        // Release a transaction whole, never a part of it.
                         break;
                     }
                     if let Some((_, op)) = q.pop_first() {
@@ -79,4 +86,24 @@ impl CausalBuffer {
             }
         }
     }
+}
+
+/// Whether the operation at `seq` (ready at `vv`) and the rest of its
+/// transaction are all waiting and would be ready in turn.
+fn transaction_complete(q: &BTreeMap<Seq, Operation>, seq: Seq, vv: &VersionVector) -> bool {
+    let Some(first) = q.get(&seq) else {
+        return false;
+    };
+    let rest = u64::from(first.txn_rest);
+    if rest == 0 {
+        return true;
+    }
+    let mut vv = vv.clone();
+    for s in seq..=seq + rest {
+        match q.get(&s) {
+            Some(op) if vv.dominates(&op.deps) => vv.set(op.origin, s),
+            _ => return false,
+        }
+    }
+    true
 }

@@ -55,6 +55,9 @@ pub struct Counter<B> {
     bases: SmallVec<[Base<B>; 1]>,
     incs: Vec<Inc>,
     folded: Option<Box<Folded>>,
+    /// [`unseen`](Self::unseen), kept up to date so reads and increments of a
+    /// hot counter stay O(1) however many increments are not yet stable.
+    unseen: Option<Box<Sum>>,
 }
 
 impl<B> Default for Counter<B> {
@@ -63,6 +66,7 @@ impl<B> Default for Counter<B> {
             bases: SmallVec::new(),
             incs: Vec::new(),
             folded: None,
+            unseen: None,
         }
     }
 }
@@ -88,11 +92,15 @@ impl<B: Clone> Counter<B> {
             // Folded increments are stable, so this later write saw them all.
             self.folded = None;
         }
+        self.recompute_unseen();
         concurrent
     }
 
     /// Adds an increment.
     pub fn add_inc(&mut self, delta: Delta, tag: Tag) {
+        // A new increment is never covered by a base already held: that base
+        // would have had to see it, and so arrive after it.
+        self.unseen.get_or_insert_with(Default::default).add(&delta);
         self.incs.push(Inc { tag, delta });
     }
 
@@ -101,6 +109,7 @@ impl<B: Clone> Counter<B> {
         self.bases.retain(|b| !ctx.contains(b.tag.dot));
         self.incs.retain(|i| !ctx.contains(i.tag.dot));
         self.folded = None;
+        self.recompute_unseen();
     }
 
     /// The visible base: greatest in LWW order.
@@ -110,7 +119,15 @@ impl<B: Clone> Counter<B> {
 
     /// The increments the visible base had not seen, summed; `None` when there
     /// are none (the base is then shown as written).
-    pub fn unseen(&self) -> Option<Sum> {
+    pub fn unseen(&self) -> Option<&Sum> {
+        self.unseen.as_deref()
+    }
+
+    fn recompute_unseen(&mut self) {
+        self.unseen = self.sum_unseen().map(Box::new);
+    }
+
+    fn sum_unseen(&self) -> Option<Sum> {
         let winner = self.winner();
         let mut sum = self.folded.as_ref().map(|f| f.sum.clone());
         for inc in &self.incs {
@@ -160,6 +177,7 @@ impl<B: Clone> Counter<B> {
                 b.covers = None;
             }
         }
+        debug_assert_eq!(self.unseen.as_deref(), self.sum_unseen().as_ref());
     }
 
     /// Number of metadata items held (bases, increments, folded sum).

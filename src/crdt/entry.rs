@@ -219,6 +219,10 @@ impl Entry {
 
     /// Metadata items held (tags, bases, increments, elements, expiry entries).
     pub fn metadata_len(&self) -> usize {
-        self.contents.iter().map(Content::metadata_len).sum::<usize>() + self.expiry.len()
+        self.contents
+            .iter()
+            .map(Content::metadata_len)
+            .sum::<usize>()
+            + self.expiry.len()
     }
 }

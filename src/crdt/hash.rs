@@ -33,7 +33,12 @@ pub struct HashContent {
 
 impl HashContent {
     /// Runs `f` on a field and keeps the digest and presence up to date.
-    fn update<R>(&mut self, name: &Bytes, create: bool, f: impl FnOnce(&mut Field) -> R) -> Option<R> {
+    fn update<R>(
+        &mut self,
+        name: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut Field) -> R,
+    ) -> Option<R> {
         if !create && !self.fields.contains_key(name) {
             return None;
         }

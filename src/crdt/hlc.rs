@@ -11,7 +11,9 @@ const LOGICAL_MASK: u64 = (1 << LOGICAL_BITS) - 1;
 
 /// A hybrid timestamp packed as `millis << 16 | logical`, so the derived
 /// integer order is the HLC order and it encodes as one varint.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Hlc(pub u64);
 
 impl Hlc {
@@ -163,7 +165,10 @@ mod tests {
     #[test]
     fn small_skew_is_not_reported() {
         let mut c = HlcClock::new();
-        assert_eq!(c.observe(Hlc::new(1_500, 0), 1_000).ahead_beyond_drift_ms, None);
+        assert_eq!(
+            c.observe(Hlc::new(1_500, 0), 1_000).ahead_beyond_drift_ms,
+            None
+        );
     }
 
     #[test]

@@ -113,7 +113,10 @@ impl ListContent {
     /// The element after `pos`.
     pub fn next_after(&self, pos: &Position) -> Option<&Position> {
         use std::ops::Bound::{Excluded, Unbounded};
-        self.elements.range((Excluded(pos), Unbounded)).next().map(|(p, _)| p)
+        self.elements
+            .range((Excluded(pos), Unbounded))
+            .next()
+            .map(|(p, _)| p)
     }
 
     /// The element before `pos`.

@@ -57,7 +57,9 @@ impl Decimal {
         if !v.is_finite() {
             return None;
         }
-        BigDecimal::from_str(s).ok().map(|d| Decimal(d.normalized()))
+        BigDecimal::from_str(s)
+            .ok()
+            .map(|d| Decimal(d.normalized()))
     }
 
     /// Whether this is zero.
@@ -261,7 +263,18 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"+1", b"01", b"-0", b" 1", b"1 ", b"1.0", b"9223372036854775808", b"-", b"abc"] {
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1 ",
+            b"1.0",
+            b"9223372036854775808",
+            b"-",
+            b"abc",
+        ] {
             assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }
@@ -283,7 +296,11 @@ mod tests {
     fn canonical_form_round_trips() {
         for s in ["0.1", "-3", "1e300", "1.5e-300", "123456789.123"] {
             let d = Decimal::parse(s.as_bytes()).unwrap();
-            assert_eq!(Decimal::from_canonical(&d.to_string()), Some(d.clone()), "{s}");
+            assert_eq!(
+                Decimal::from_canonical(&d.to_string()),
+                Some(d.clone()),
+                "{s}"
+            );
         }
     }
 

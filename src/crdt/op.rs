@@ -127,7 +127,9 @@ impl Effect {
             Effect::StrSet { .. } | Effect::StrIncr(_) => Some(KeyType::String),
             Effect::Del | Effect::Expire(_) | Effect::Persist => None,
             Effect::SetAdd(_) | Effect::SetRem(_) => Some(KeyType::Set),
-            Effect::HashSet(_) | Effect::HashDel(_) | Effect::HashIncr { .. } => Some(KeyType::Hash),
+            Effect::HashSet(_) | Effect::HashDel(_) | Effect::HashIncr { .. } => {
+                Some(KeyType::Hash)
+            }
             Effect::ZAdd(_) | Effect::ZIncr { .. } | Effect::ZRem(_) => Some(KeyType::ZSet),
             Effect::ListInsert(_)
             | Effect::ListSet { .. }

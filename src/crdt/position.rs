@@ -66,7 +66,13 @@ impl Position {
 
     /// A new position strictly between `lo` and `hi` (`None`: the list's
     /// start or end), created by element `(region, seq, idx)`.
-    pub fn between(lo: Option<&Position>, hi: Option<&Position>, region: RegionId, seq: Seq, idx: u32) -> Position {
+    pub fn between(
+        lo: Option<&Position>,
+        hi: Option<&Position>,
+        region: RegionId,
+        seq: Seq,
+        idx: u32,
+    ) -> Position {
         let lo: &[Segment] = lo.map_or(&[], |p| &p.0);
         let mut hi_active = hi.is_some();
         let hi: &[Segment] = hi.map_or(&[], |p| &p.0);

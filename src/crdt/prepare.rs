@@ -20,7 +20,9 @@ pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 /// to write at all (NX, XX, GT, …) are the caller's business.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Intent {
-    /// SET and friends.
+    /// SET and friends. Like Redis' SET it overwrites a key of any type;
+    /// commands that also read the old value (GETSET, SET … GET) check its
+    /// type themselves.
     Set {
         /// The value.
         value: Bytes,
@@ -108,14 +110,21 @@ impl Intent {
     fn key_type(&self) -> Option<KeyType> {
         use Intent::*;
         match self {
-            Set { .. } | Append(_) | SetRange { .. } | IncrBy(_) | IncrByFloat(_) => Some(KeyType::String),
+            Set { .. } | Append(_) | SetRange { .. } | IncrBy(_) | IncrByFloat(_) => {
+                Some(KeyType::String)
+            }
             Del | ExpireAt(_) | Persist => None,
             SAdd(_) | SRem(_) => Some(KeyType::Set),
             HSet(_) | HDel(_) | HIncrBy(..) | HIncrByFloat(..) => Some(KeyType::Hash),
             ZAdd(_) | ZIncrBy(..) | ZRem(_) => Some(KeyType::ZSet),
-            LPush(_) | RPush(_) | LInsert { .. } | LSet { .. } | LRem { .. } | LTrim { .. } | LPop(_) | RPop(_) => {
-                Some(KeyType::List)
-            }
+            LPush(_)
+            | RPush(_)
+            | LInsert { .. }
+            | LSet { .. }
+            | LRem { .. }
+            | LTrim { .. }
+            | LPop(_)
+            | RPop(_) => Some(KeyType::List),
         }
     }
 }
@@ -163,8 +172,16 @@ pub enum WriteError {
 /// `None` when empty.
 pub fn resolve_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 { (len + start).max(0) } else { start };
-    let stop = if stop < 0 { len + stop } else { stop.min(len - 1) };
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
     (start <= stop && start < len && stop >= 0).then_some((start as usize, stop as usize))
 }
 
@@ -185,7 +202,8 @@ impl State {
         let live = self.get(&key, now_ms);
         let fresh = live.is_none() && entry.is_some();
         if let (Some(want), Some(have)) = (intent.key_type(), live) {
-            if have.key_type() != want {
+            let overwrites = matches!(intent, Intent::Set { .. });
+            if have.key_type() != want && !overwrites {
                 return Err(WriteError::WrongType);
             }
         }
@@ -201,7 +219,12 @@ impl State {
             Some(Content::List(l)) => Some(l),
             _ => None,
         };
-        let keep_ttl = |ttl| if live.is_some() { ttl } else { TtlChange::Persist };
+        // KEEPTTL keeps nothing on a key that is not live; an explicit
+        // deadline (SETEX, SET … EX) applies whether or not the key exists.
+        let keep_ttl = |ttl| match ttl {
+            TtlChange::Keep if live.is_none() => TtlChange::Persist,
+            ttl => ttl,
+        };
         let effect = match intent {
             Intent::Set { value, ttl } => Effect::StrSet {
                 value,
@@ -225,7 +248,9 @@ impl State {
                 if data.is_empty() {
                     return Ok(None);
                 }
-                let end = offset.checked_add(data.len()).ok_or(WriteError::StringTooLong)?;
+                let end = offset
+                    .checked_add(data.len())
+                    .ok_or(WriteError::StringTooLong)?;
                 if end > MAX_STRING_LEN {
                     return Err(WriteError::StringTooLong);
                 }
@@ -281,7 +306,9 @@ impl State {
             }
             Intent::SAdd(members) => Effect::SetAdd(members),
             Intent::SRem(members) => {
-                let Some(Content::Set(s)) = live else { return Ok(None) };
+                let Some(Content::Set(s)) = live else {
+                    return Ok(None);
+                };
                 let present: Vec<Bytes> = members.into_iter().filter(|m| s.contains(m)).collect();
                 if present.is_empty() {
                     return Ok(None);
@@ -290,7 +317,9 @@ impl State {
             }
             Intent::HSet(fields) => Effect::HashSet(fields),
             Intent::HDel(fields) => {
-                let Some(Content::Hash(h)) = live else { return Ok(None) };
+                let Some(Content::Hash(h)) = live else {
+                    return Ok(None);
+                };
                 let present: Vec<Bytes> = fields.into_iter().filter(|f| h.contains(f)).collect();
                 if present.is_empty() {
                     return Ok(None);
@@ -347,7 +376,9 @@ impl State {
                 }
             }
             Intent::ZRem(members) => {
-                let Some(Content::ZSet(z)) = live else { return Ok(None) };
+                let Some(Content::ZSet(z)) = live else {
+                    return Ok(None);
+                };
                 let present: Vec<Bytes> = members
                     .into_iter()
                     .filter(|m| z.score(m).is_some())
@@ -377,7 +408,11 @@ impl State {
                 }
                 Effect::ListInsert(items)
             }
-            Intent::LInsert { before, pivot, value } => {
+            Intent::LInsert {
+                before,
+                pivot,
+                value,
+            } => {
                 let Some(l) = list else { return Ok(None) };
                 let Some((at, _)) = l.iter().find(|(_, v)| **v == pivot) else {
                     return Ok(None);
@@ -390,8 +425,14 @@ impl State {
                 Effect::ListInsert(vec![(p, value)])
             }
             Intent::LSet { index, value } => {
-                let Some(l) = list else { return Err(WriteError::NoSuchKey) };
-                let i = if index < 0 { l.len() as i64 + index } else { index };
+                let Some(l) = list else {
+                    return Err(WriteError::NoSuchKey);
+                };
+                let i = if index < 0 {
+                    l.len() as i64 + index
+                } else {
+                    index
+                };
                 let at = usize::try_from(i)
                     .ok()
                     .and_then(|i| l.get(i))
@@ -403,7 +444,11 @@ impl State {
             }
             Intent::LRem { count, value } => {
                 let Some(l) = list else { return Ok(None) };
-                let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+                let limit = if count == 0 {
+                    usize::MAX
+                } else {
+                    count.unsigned_abs() as usize
+                };
                 let matches = |(p, v): (&Position, &Bytes)| (*v == value).then(|| p.clone());
                 let positions: Vec<Position> = if count >= 0 {
                     l.iter().filter_map(matches).take(limit).collect()
@@ -465,7 +510,13 @@ impl State {
 
     /// Prepares the replicated delete of an expired key, issued by the region
     /// that owns its winning deadline (`None`: not expired, or not ours).
-    pub fn prepare_expiry_delete(&self, origin: RegionId, hlc: Hlc, key: &Bytes, now_ms: u64) -> Option<Operation> {
+    pub fn prepare_expiry_delete(
+        &self,
+        origin: RegionId,
+        hlc: Hlc,
+        key: &Bytes,
+        now_ms: u64,
+    ) -> Option<Operation> {
         let entry = self.entry(key)?;
         let d = entry.deadline()?;
         if d.owner != origin || now_ms < d.at_ms {

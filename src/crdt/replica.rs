@@ -9,7 +9,7 @@ use super::hlc::HlcClock;
 use super::id::RegionId;
 use super::op::Operation;
 use super::prepare::{Intent, WriteError};
-use super::state::{ApplyError, Applied, State};
+use super::state::{Applied, ApplyError, State};
 
 /// One region: prepares local writes, applies local and remote operations.
 #[derive(Clone, Debug)]
@@ -34,9 +34,16 @@ impl Replica {
 
     /// Performs a local write at wall time `wall_ms`: prepares it, applies it,
     /// and returns the operation to log and ship (`None`: nothing to write).
-    pub fn write(&mut self, key: impl Into<Bytes>, intent: Intent, wall_ms: u64) -> Result<Option<Operation>, WriteError> {
+    pub fn write(
+        &mut self,
+        key: impl Into<Bytes>,
+        intent: Intent,
+        wall_ms: u64,
+    ) -> Result<Option<Operation>, WriteError> {
         let hlc = self.clock.tick(wall_ms);
-        let op = self.state.prepare(self.region, hlc, key.into(), intent, wall_ms)?;
+        let op = self
+            .state
+            .prepare(self.region, hlc, key.into(), intent, wall_ms)?;
         if let Some(op) = &op {
             self.apply_local(op);
         }

@@ -26,8 +26,10 @@ impl Stability {
     /// A tracker for region `local` in a cluster of `members` (`local`
     /// included or not).
     pub fn new(local: RegionId, members: impl IntoIterator<Item = RegionId>) -> Self {
-        let mut known: BTreeMap<RegionId, VersionVector> =
-            members.into_iter().map(|m| (m, VersionVector::new())).collect();
+        let mut known: BTreeMap<RegionId, VersionVector> = members
+            .into_iter()
+            .map(|m| (m, VersionVector::new()))
+            .collect();
         known.remove(&local);
         Stability {
             local,

@@ -195,7 +195,10 @@ impl State {
             if w.fresh {
                 entry.remove_observed_except(None, ctx);
                 entry.expiry_mut().remove_observed(ctx);
-            } else {
+            } else if kind.is_some() {
+                // A write of one type drops the other types its region saw
+                // (a type conflict's hidden loser). EXPIRE and PERSIST write
+                // no content and must leave it alone.
                 entry.remove_observed_except(kind, ctx);
             }
             let raced = match (&w.effect, kind) {

@@ -19,11 +19,14 @@ pub fn visible(counter: &Counter<Bytes>) -> (Bytes, bool) {
     let base = counter.winner().map(|b| &b.value[..]);
     match counter.unseen() {
         None => (
-            counter.winner().map(|b| b.value.clone()).unwrap_or_default(),
+            counter
+                .winner()
+                .map(|b| b.value.clone())
+                .unwrap_or_default(),
             false,
         ),
         Some(sum) => {
-            let (v, dropped) = add_to_base(base, &sum);
+            let (v, dropped) = add_to_base(base, sum);
             (Bytes::from(v), dropped)
         }
     }

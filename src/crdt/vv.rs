@@ -75,11 +75,7 @@ impl VersionVector {
 
     /// Pointwise minimum: what both sides have seen.
     pub fn meet(&self, other: &VersionVector) -> VersionVector {
-        VersionVector::from_entries(
-            self.entries
-                .iter()
-                .map(|&(r, s)| (r, s.min(other.get(r)))),
-        )
+        VersionVector::from_entries(self.entries.iter().map(|&(r, s)| (r, s.min(other.get(r)))))
     }
 
     /// Whether this vector has seen everything `other` has.

@@ -74,7 +74,12 @@ pub struct ZSetContent {
 }
 
 impl ZSetContent {
-    fn update<R>(&mut self, name: &Bytes, create: bool, f: impl FnOnce(&mut Member) -> R) -> Option<R> {
+    fn update<R>(
+        &mut self,
+        name: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut Member) -> R,
+    ) -> Option<R> {
         if !create && !self.members.contains_key(name) {
             return None;
         }

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 pub fn dump(state: &State) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (key, entry) in state.entries() {
-        let Some(content) = entry.visible() else { continue };
+        let Some(content) = entry.visible() else {
+            continue;
+        };
         let body = match content {
             Content::String(s) => format!("string {:?}", s.get().0),
             Content::Set(s) => {
@@ -91,7 +93,11 @@ impl Node {
         for op in &ready {
             self.deliver(op, wall_ms);
         }
-        assert!(buffer.is_empty(), "buffer still holds {} operations", buffer.len());
+        assert!(
+            buffer.is_empty(),
+            "buffer still holds {} operations",
+            buffer.len()
+        );
     }
 
     /// Takes everything `other` has applied (a state merge, op-based).
@@ -109,9 +115,7 @@ impl Node {
 
     /// Drops metadata every region is known to have seen.
     pub fn collect(&mut self) {
-        let frontier = self
-            .stability
-            .frontier(self.replica.state.version_vector());
+        let frontier = self.stability.frontier(self.replica.state.version_vector());
         self.replica.state.collect(&frontier);
     }
 
