@@ -161,7 +161,7 @@ impl Cluster {
 
     fn receive(&mut self, to: usize, op: &Operation) {
         match self.regions[to].receive(op, self.wall) {
-            Ok(Applied::Done(found)) => {
+            Ok((Applied::Done(found), _)) => {
                 self.conflicts[to].extend(found.into_iter().map(|c| c.kind))
             }
             other => panic!("{} receiving {}: {other:?}", NAMES[to], op.dot()),
@@ -528,6 +528,9 @@ fn peer_clock_far_ahead_is_accepted_and_reported() {
     let mut c = Cluster::new(2);
     // us' clock is 5 minutes ahead (beyond the default 60 s drift).
     let op = c.write(US, "k", set("v"), 400_000);
+    let mut probe = c.regions[EU].clone();
+    let (_, seen) = probe.receive(&op, 100_000).expect("ready");
+    assert_eq!(seen.ahead_beyond_drift_ms, Some(300_000));
     let mut eu_clock = c.regions[EU].clock.clone();
     assert_eq!(
         eu_clock.observe(op.hlc, 100_000).ahead_beyond_drift_ms,

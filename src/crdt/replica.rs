@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::hlc::HlcClock;
+use super::hlc::{HlcClock, Observation};
 use super::id::RegionId;
 use super::op::Operation;
 use super::prepare::{Intent, WriteError};
@@ -66,9 +66,15 @@ impl Replica {
     }
 
     /// Applies an operation from another region, moving the clock past it.
-    pub fn receive(&mut self, op: &Operation, wall_ms: u64) -> Result<Applied, ApplyError> {
+    /// Also returns what the clock noticed (a peer stamp far ahead of our
+    /// wall clock), for the caller to count and warn about.
+    pub fn receive(
+        &mut self,
+        op: &Operation,
+        wall_ms: u64,
+    ) -> Result<(Applied, Observation), ApplyError> {
         let applied = self.state.apply(op)?;
-        self.clock.observe(op.hlc, wall_ms);
-        Ok(applied)
+        let seen = self.clock.observe(op.hlc, wall_ms);
+        Ok((applied, seen))
     }
 }
