@@ -98,12 +98,78 @@ fn transaction_complete(q: &BTreeMap<Seq, Operation>, seq: Seq, vv: &VersionVect
     if rest == 0 {
         return true;
     }
+    // A hostile txn_rest must not overflow: such a transaction never completes.
+    let Some(last) = seq.checked_add(rest) else {
+        return false;
+    };
     let mut vv = vv.clone();
-    for s in seq..=seq + rest {
+    for s in seq..=last {
         match q.get(&s) {
             Some(op) if vv.dominates(&op.deps) => vv.set(op.origin, s),
             _ => return false,
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{Intent, Replica};
+
+    fn ops(n: usize) -> Vec<Operation> {
+        let mut r = Replica::new(RegionId(1));
+        (0..n)
+            .filter_map(|i| {
+                r.write("k", Intent::IncrBy(1), 1000 + i as u64)
+                    .expect("incr")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn releases_in_order_and_drops_duplicates() {
+        let all = ops(4);
+        let mut b = CausalBuffer::new();
+        let empty = VersionVector::new();
+        for i in [3, 1, 2, 1, 0, 3] {
+            b.push(all[i].clone(), &empty);
+        }
+        assert_eq!(b.len(), 4);
+        let out = b.drain_ready(&empty);
+        assert_eq!(
+            out.iter().map(|o| o.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn holds_what_is_not_ready() {
+        let all = ops(3);
+        let mut b = CausalBuffer::new();
+        let empty = VersionVector::new();
+        b.push(all[2].clone(), &empty);
+        assert!(b.drain_ready(&empty).is_empty());
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn incomplete_or_overflowing_transaction_is_held() {
+        let mut all = ops(2);
+        all[0].txn_rest = 1;
+        let mut b = CausalBuffer::new();
+        let empty = VersionVector::new();
+        b.push(all[0].clone(), &empty);
+        assert!(b.drain_ready(&empty).is_empty(), "half a transaction");
+        b.push(all[1].clone(), &empty);
+        assert_eq!(b.drain_ready(&empty).len(), 2);
+
+        let mut hostile = ops(1).remove(0);
+        hostile.txn_rest = u32::MAX;
+        hostile.seq = u64::MAX;
+        let mut b = CausalBuffer::new();
+        b.push(hostile, &empty);
+        assert!(b.drain_ready(&empty).is_empty());
+    }
 }

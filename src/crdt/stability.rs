@@ -38,6 +38,11 @@ impl Stability {
         }
     }
 
+    /// The local region.
+    pub fn local(&self) -> RegionId {
+        self.local
+    }
+
     /// The member regions other than the local one.
     pub fn peers(&self) -> impl Iterator<Item = RegionId> + '_ {
         self.known.keys().copied()
@@ -70,7 +75,50 @@ impl Stability {
             }
             frontier = frontier.meet(known);
         }
-        let _ = self.local;
         frontier
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{Intent, Replica};
+
+    fn vv(p: &[(u16, u64)]) -> VersionVector {
+        VersionVector::from_entries(p.iter().map(|&(r, s)| (RegionId(r), s)))
+    }
+
+    #[test]
+    fn nothing_is_stable_until_every_member_is_heard_from() {
+        let mut s = Stability::new(RegionId(1), [RegionId(1), RegionId(2), RegionId(3)]);
+        let local = vv(&[(1, 5)]);
+        assert!(s.frontier(&local).is_empty());
+        s.report(RegionId(2), &vv(&[(1, 5)]));
+        assert!(s.frontier(&local).is_empty(), "region 3 unheard");
+        s.report(RegionId(3), &vv(&[(1, 3)]));
+        assert_eq!(s.frontier(&local), vv(&[(1, 3)]));
+    }
+
+    #[test]
+    fn a_report_counts_only_once_we_hold_the_reporters_own_operations() {
+        let mut s = Stability::new(RegionId(1), [RegionId(1), RegionId(2)]);
+        // Region 2 has seen our op 4, but also issued ops 1..=7 we lack:
+        // some may race with op 4, so op 4 is not yet stable here.
+        s.report(RegionId(2), &vv(&[(1, 4), (2, 7)]));
+        assert!(s.frontier(&vv(&[(1, 4), (2, 6)])).is_empty());
+        assert_eq!(s.frontier(&vv(&[(1, 4), (2, 7)])), vv(&[(1, 4), (2, 7)]));
+    }
+
+    #[test]
+    fn an_applied_operation_tells_what_its_origin_had_seen() {
+        let mut us = Replica::new(RegionId(1));
+        let mut eu = Replica::new(RegionId(2));
+        let a = us.write("k", Intent::IncrBy(1), 1).unwrap().unwrap();
+        eu.receive(&a, 2).unwrap();
+        let b = eu.write("k", Intent::IncrBy(1), 3).unwrap().unwrap();
+        us.receive(&b, 4).unwrap();
+        let mut s = Stability::new(RegionId(1), [RegionId(1), RegionId(2)]);
+        s.observe(&b);
+        assert_eq!(s.frontier(us.state.version_vector()), vv(&[(1, 1), (2, 1)]));
     }
 }
