@@ -6,4 +6,11 @@
 //! and the materialized state); later layers (protocol, op log, replication)
 //! only move its operations around.
 
+pub mod command;
+pub mod config;
 pub mod crdt;
+pub mod keyspace;
+pub mod oplog;
+pub mod resp;
+pub mod server;
+pub mod snapshot;

@@ -1,20 +1,71 @@
-//! `braid-server`: runs a Braid region.
-//!
-//! The network server (RESP, op log, replication) is not built yet; for now
-//! the binary offers `demo`, which runs the CRDT core on simulated regions in
-//! one process to show convergence after a partition.
+//! `braid-server`: runs one Braid region.
 
 mod demo;
 
+use braid::config::{ByteSize, Config, FsyncPolicy, LogFormat};
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Braid: active-active, geo-replicated, durable key-value store.
+/// Braid: an active-active, geo-replicated, durable key-value store that
+/// speaks the Redis protocol. Runs one region. Every option can also be set
+/// in a TOML file (`--config`) under the same name with `_` for `-`; flags
+/// override the file.
 #[derive(Parser, Debug)]
-#[command(name = "braid-server", version, about)]
+#[command(name = "braid-server", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on for clients [default: 127.0.0.1].
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
+    /// Port to listen on for clients [default: 7379].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Directory holding the op log and snapshots [default: ./braid-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Name of this region [default: local].
+    #[arg(long)]
+    region: Option<String>,
+    /// Stable numeric id of this region, unique in the cluster [default: 1].
+    #[arg(long)]
+    region_id: Option<u16>,
+    /// When writes are acknowledged: always (fsync before replying, group
+    /// commit), everysec, or no [default: always].
+    #[arg(long, value_name = "POLICY")]
+    fsync: Option<FsyncPolicy>,
+    /// Password clients must AUTH with [default: none].
+    #[arg(long, value_name = "PASSWORD")]
+    requirepass: Option<String>,
+    /// Memory limit (e.g. 4gb); writes get Redis' OOM error beyond it, nothing
+    /// is evicted [default: 0 = no limit].
+    #[arg(long, value_name = "BYTES")]
+    maxmemory: Option<ByteSize>,
+    /// Snapshot after this many operations [default: 1000000; 0 = never by count].
+    #[arg(long, value_name = "N")]
+    snapshot_every_ops: Option<u64>,
+    /// Snapshot after this many seconds if anything changed [default: 300; 0 = never by time].
+    #[arg(long, value_name = "SECS")]
+    snapshot_every_secs: Option<u64>,
+    /// Snapshots kept on disk [default: 2].
+    #[arg(long, value_name = "N")]
+    snapshots_keep: Option<usize>,
+    /// Maximum simultaneous clients [default: 10000].
+    #[arg(long, value_name = "N")]
+    maxclients: Option<usize>,
+    /// Largest bulk string a client may send [default: 512mb].
+    #[arg(long, value_name = "BYTES")]
+    proto_max_bulk_len: Option<ByteSize>,
+    /// Largest unparsed input per client [default: 1gb].
+    #[arg(long, value_name = "BYTES")]
+    client_query_buffer_limit: Option<ByteSize>,
+    /// Log format: text or json [default: text]. Filter with RUST_LOG.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -24,17 +75,106 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+impl Cli {
+    /// The file's settings (or defaults) with flags on top.
+    fn config(&self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        over!(
+            bind,
+            port,
+            data_dir,
+            region,
+            region_id,
+            fsync,
+            maxmemory,
+            snapshot_every_ops,
+            snapshot_every_secs,
+            snapshots_keep,
+            maxclients,
+            proto_max_bulk_len,
+            client_query_buffer_limit,
+            log_format
+        );
+        if let Some(p) = &self.requirepass {
+            c.requirepass = Some(p.clone());
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Demo(args)) => demo::run(&args),
-        None => {
-            eprintln!(
-                "braid-server: the network server (Redis protocol, op log, replication) is not \
-                 implemented yet.\nRun `braid-server demo` to see the CRDT core converge, or \
-                 `braid-server --help`."
-            );
-            ExitCode::from(2)
+    if let Some(Command::Demo(args)) = &cli.command {
+        return demo::run(args);
+    }
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("braid-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("braid-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match braid::server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("braid-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let stop = braid::server::Stopper::from(&running);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received, shutting down");
+            stop.stop();
+        });
+        running.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

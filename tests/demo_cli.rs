@@ -34,8 +34,54 @@ fn unknown_option_is_an_error_that_names_it() {
 }
 
 #[test]
-fn without_subcommand_it_says_the_server_is_not_built_yet() {
-    let out = braid_server().output().expect("runs");
+fn help_explains_every_option() {
+    let out = braid_server().arg("--help").output().expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--config",
+        "--bind",
+        "--port",
+        "--data-dir",
+        "--region",
+        "--region-id",
+        "--fsync",
+        "--requirepass",
+        "--maxmemory",
+        "--snapshot-every-ops",
+        "--snapshot-every-secs",
+        "--snapshots-keep",
+        "--maxclients",
+        "--log-format",
+    ] {
+        assert!(help.contains(opt), "{opt} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn bad_config_file_key_and_bad_flag_values_are_errors_naming_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("braid.toml");
+    std::fs::write(&file, "port = 7000\nfsyncc = \"always\"\n").expect("write");
+    let out = braid_server()
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fsyncc"));
+
+    let out = braid_server()
+        .args(["--fsync", "sometimes"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fsync"));
+
+    let out = braid_server()
+        .args(["--region", "us east", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'region'"));
 }

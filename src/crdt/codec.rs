@@ -16,7 +16,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::hlc::Hlc;
-use super::id::{RegionId, Seq};
+use super::id::{Dot, RegionId, Seq, Stamp, Tag};
 use super::number::{Decimal, Delta};
 use super::op::{Body, Effect, KeyWrite, Operation, TtlChange};
 use super::position::{Position, Segment};
@@ -216,6 +216,89 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The same error with its byte offset moved by `by`: for input decoded
+    /// from a slice of a larger stream (a snapshot chunk), so that the offset
+    /// counts from the start of that stream.
+    pub fn shifted(self, by: usize) -> Self {
+        use DecodeError::*;
+        let s = |o: usize| o.saturating_add(by);
+        match self {
+            UnsupportedVersion { found } => UnsupportedVersion { found },
+            Truncated { offset, what } => Truncated {
+                offset: s(offset),
+                what,
+            },
+            VarintOverflow { offset, what } => VarintOverflow {
+                offset: s(offset),
+                what,
+            },
+            OutOfRange {
+                offset,
+                what,
+                value,
+                max,
+            } => OutOfRange {
+                offset: s(offset),
+                what,
+                value,
+                max,
+            },
+            LengthExceedsRemaining {
+                offset,
+                what,
+                declared,
+                remaining,
+            } => LengthExceedsRemaining {
+                offset: s(offset),
+                what,
+                declared,
+                remaining,
+            },
+            UnknownBody { offset, found } => UnknownBody {
+                offset: s(offset),
+                found,
+            },
+            UnknownEffect { offset, found } => UnknownEffect {
+                offset: s(offset),
+                found,
+            },
+            UnknownTag {
+                offset,
+                what,
+                found,
+            } => UnknownTag {
+                offset: s(offset),
+                what,
+                found,
+            },
+            InvalidUtf8 { offset } => InvalidUtf8 { offset: s(offset) },
+            InvalidDecimal { offset, text } => InvalidDecimal {
+                offset: s(offset),
+                text,
+            },
+            NanScore { offset } => NanScore { offset: s(offset) },
+            ZeroSeq { offset, what } => ZeroSeq {
+                offset: s(offset),
+                what,
+            },
+            DepsInconsistent { offset, reason } => DepsInconsistent {
+                offset: s(offset),
+                reason,
+            },
+            DigitOverflow { offset } => DigitOverflow { offset: s(offset) },
+            NonCanonical { offset, what } => NonCanonical {
+                offset: s(offset),
+                what,
+            },
+            TrailingBytes { offset, count } => TrailingBytes {
+                offset: s(offset),
+                count,
+            },
+        }
+    }
+}
+
 /// Appends the encoding of `op` to `out` (so a caller can reuse a buffer or
 /// prefix its own framing). `op` must be well-formed, as
 /// [`State::prepare`](super::state::State) makes them: `seq >= 1` and
@@ -315,7 +398,7 @@ pub fn decode_op(bytes: &[u8]) -> Result<Operation, DecodeError> {
 // ---------------------------------------------------------------- writing
 
 /// LEB128: seven bits a byte, low first, high bit set on all but the last.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -324,11 +407,11 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Zigzag, so that small negative numbers stay short too.
-fn put_zigzag(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_zigzag(out: &mut Vec<u8>, v: i64) {
     put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
@@ -340,7 +423,7 @@ fn put_list(out: &mut Vec<u8>, items: &[Bytes]) {
     }
 }
 
-fn put_decimal(out: &mut Vec<u8>, d: &Decimal) {
+pub(crate) fn put_decimal(out: &mut Vec<u8>, d: &Decimal) {
     put_bytes(out, canonical_decimal(d).as_bytes());
 }
 
@@ -423,7 +506,7 @@ fn is_canonical_decimal(s: &str) -> bool {
         && exp.is_none_or(|e| digits(e.strip_prefix('-').unwrap_or(e)))
 }
 
-fn put_delta(out: &mut Vec<u8>, d: &Delta) {
+pub(crate) fn put_delta(out: &mut Vec<u8>, d: &Delta) {
     match d {
         Delta::Int(i) => {
             out.push(DELTA_INT);
@@ -447,7 +530,7 @@ fn split_digit(digit: u64) -> (u8, i64) {
     (shift as u8, n >> shift)
 }
 
-fn put_position(out: &mut Vec<u8>, p: &Position, own: (RegionId, Seq)) {
+pub(crate) fn put_position(out: &mut Vec<u8>, p: &Position, own: (RegionId, Seq)) {
     let last = p.0.len().saturating_sub(1);
     for (i, s) in p.0.iter().enumerate() {
         let (shift, odd) = split_digit(s.digit);
@@ -466,6 +549,30 @@ fn put_position(out: &mut Vec<u8>, p: &Position, own: (RegionId, Seq)) {
             put_varint(out, s.seq);
         }
         put_varint(out, u64::from(s.idx));
+    }
+}
+
+/// A tag: the writer's dot (region `varint16`, seq `varint` ≥ 1) and its
+/// HLC (`varint`). Used by the snapshot encoding of content metadata.
+pub(crate) fn put_tag(out: &mut Vec<u8>, t: &Tag) {
+    put_varint(out, u64::from(t.dot.region.0));
+    put_varint(out, t.dot.seq);
+    put_varint(out, t.hlc.0);
+}
+
+/// A stamp: HLC (`varint`), then region (`varint16`).
+pub(crate) fn put_stamp(out: &mut Vec<u8>, s: &Stamp) {
+    put_varint(out, s.hlc.0);
+    put_varint(out, u64::from(s.region.0));
+}
+
+/// A version vector: entry count, then (region, seq) pairs in region order
+/// (the vector keeps them sorted, without zeros).
+pub(crate) fn put_vv(out: &mut Vec<u8>, vv: &VersionVector) {
+    put_varint(out, vv.len() as u64);
+    for (r, s) in vv.iter() {
+        put_varint(out, u64::from(r.0));
+        put_varint(out, s);
     }
 }
 
@@ -572,24 +679,35 @@ fn put_effect(out: &mut Vec<u8>, e: &Effect, own: (RegionId, Seq)) {
 
 /// Fewest bytes one encoded element can take, per kind: what bounds a
 /// declared count by the input that remains.
-const MIN_BYTES: usize = 1; // a length-prefixed byte string
-const MIN_PAIR: usize = 2; // two byte strings, or a (region, seq) pair
-const MIN_SCORED: usize = 9; // a byte string and an f64
-const MIN_POSITION: usize = 3; // one own segment: flags, digit, idx
+pub(crate) const MIN_BYTES: usize = 1; // a length-prefixed byte string
+pub(crate) const MIN_PAIR: usize = 2; // two byte strings, or a (region, seq) pair
+pub(crate) const MIN_SCORED: usize = 9; // a byte string and an f64
+pub(crate) const MIN_POSITION: usize = 3; // one own segment: flags, digit, idx
+pub(crate) const MIN_TAG: usize = 3; // region, seq, hlc
 
 /// A cursor over untrusted input; every read is bounds-checked and reports
 /// the offset of the field it failed on.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
+    /// A reader at the start of `buf` (error offsets count from its first byte).
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Offset of the next byte to read.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
-    fn byte(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn byte(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated {
             offset: self.pos,
             what,
@@ -598,7 +716,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let offset = self.pos;
         let end = offset.checked_add(n).filter(|&e| e <= self.buf.len());
         let end = end.ok_or(DecodeError::Truncated { offset, what })?;
@@ -607,7 +725,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A minimal LEB128 varint of at most 10 bytes.
-    fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let offset = self.pos;
         let mut v: u64 = 0;
         for i in 0..10u32 {
@@ -631,12 +749,12 @@ impl<'a> Reader<'a> {
         Err(DecodeError::VarintOverflow { offset, what })
     }
 
-    fn zigzag(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+    pub(crate) fn zigzag(&mut self, what: &'static str) -> Result<i64, DecodeError> {
         let z = self.varint(what)?;
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
     }
 
-    fn bounded(&mut self, what: &'static str, max: u64) -> Result<u64, DecodeError> {
+    pub(crate) fn bounded(&mut self, what: &'static str, max: u64) -> Result<u64, DecodeError> {
         let offset = self.pos;
         let value = self.varint(what)?;
         if value > max {
@@ -650,17 +768,17 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    fn region(&mut self, what: &'static str) -> Result<RegionId, DecodeError> {
+    pub(crate) fn region(&mut self, what: &'static str) -> Result<RegionId, DecodeError> {
         Ok(RegionId(self.bounded(what, u64::from(u16::MAX))? as u16))
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         Ok(self.bounded(what, u64::from(u32::MAX))? as u32)
     }
 
     /// An element count, refused when the remaining input cannot hold that
     /// many elements of at least `min` bytes each.
-    fn count(&mut self, what: &'static str, min: usize) -> Result<usize, DecodeError> {
+    pub(crate) fn count(&mut self, what: &'static str, min: usize) -> Result<usize, DecodeError> {
         let offset = self.pos;
         let declared = self.varint(what)?;
         let remaining = self.remaining();
@@ -676,12 +794,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed byte string.
-    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.count(what, 1)?;
         self.take(n, what)
     }
 
-    fn owned(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
+    pub(crate) fn owned(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
         Ok(Bytes::copy_from_slice(self.bytes(what)?))
     }
 
@@ -694,7 +812,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    fn decimal(&mut self) -> Result<Decimal, DecodeError> {
+    pub(crate) fn decimal(&mut self) -> Result<Decimal, DecodeError> {
         let offset = self.pos;
         let raw = self.bytes("decimal")?;
         let text = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8 { offset })?;
@@ -711,7 +829,7 @@ impl<'a> Reader<'a> {
         Ok(d)
     }
 
-    fn delta(&mut self) -> Result<Delta, DecodeError> {
+    pub(crate) fn delta(&mut self) -> Result<Delta, DecodeError> {
         let offset = self.pos;
         match self.byte("delta tag")? {
             DELTA_INT => Ok(Delta::Int(self.zigzag("integer delta")?)),
@@ -724,7 +842,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn score(&mut self) -> Result<f64, DecodeError> {
+    pub(crate) fn score(&mut self) -> Result<f64, DecodeError> {
         let offset = self.pos;
         let raw: [u8; 8] =
             self.take(8, "score")?
@@ -738,6 +856,56 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::NanScore { offset });
         }
         Ok(v)
+    }
+
+    /// A sequence number, which is never 0.
+    pub(crate) fn seq(&mut self, what: &'static str) -> Result<Seq, DecodeError> {
+        let offset = self.pos;
+        let seq = self.varint(what)?;
+        if seq == 0 {
+            return Err(DecodeError::ZeroSeq { offset, what });
+        }
+        Ok(seq)
+    }
+
+    /// A tag written by [`put_tag`].
+    pub(crate) fn tag(&mut self) -> Result<Tag, DecodeError> {
+        let region = self.region("tag region")?;
+        let seq = self.seq("tag seq")?;
+        let hlc = Hlc(self.varint("tag hlc")?);
+        Ok(Tag {
+            dot: Dot::new(region, seq),
+            hlc,
+        })
+    }
+
+    /// A stamp written by [`put_stamp`].
+    pub(crate) fn stamp(&mut self) -> Result<Stamp, DecodeError> {
+        let hlc = Hlc(self.varint("stamp hlc")?);
+        let region = self.region("stamp region")?;
+        Ok(Stamp::new(hlc, region))
+    }
+
+    /// A version vector written by [`put_vv`]: regions strictly increasing,
+    /// no zero sequence.
+    pub(crate) fn vv(&mut self) -> Result<VersionVector, DecodeError> {
+        let n = self.count("version vector count", MIN_PAIR)?;
+        let mut pairs: SmallVec<[(RegionId, Seq); 4]> = SmallVec::with_capacity(n);
+        let mut prev: Option<RegionId> = None;
+        for _ in 0..n {
+            let offset = self.pos;
+            let r = self.region("version vector region")?;
+            let s = self.seq("version vector seq")?;
+            if prev.is_some_and(|p| r <= p) {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "version vector regions not strictly increasing",
+                });
+            }
+            prev = Some(r);
+            pairs.push((r, s));
+        }
+        Ok(VersionVector::from_entries(pairs))
     }
 
     /// The dependencies without the origin's entry, which is restored.
@@ -766,7 +934,7 @@ impl<'a> Reader<'a> {
         Ok(VersionVector::from_entries(pairs))
     }
 
-    fn position(&mut self, own: (RegionId, Seq)) -> Result<Position, DecodeError> {
+    pub(crate) fn position(&mut self, own: (RegionId, Seq)) -> Result<Position, DecodeError> {
         let mut segs: SmallVec<[Segment; 1]> = SmallVec::new();
         loop {
             let offset = self.pos;

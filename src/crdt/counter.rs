@@ -6,8 +6,10 @@
 //! that was concurrent with a delete survives it, and the visible base is
 //! the greatest in LWW order among the survivors.
 
+use bytes::Bytes;
 use smallvec::SmallVec;
 
+use super::codec::{self, DecodeError, Reader, MIN_TAG};
 use super::id::{Stamp, Tag};
 use super::number::{Delta, Sum};
 use super::vv::VersionVector;
@@ -183,5 +185,128 @@ impl<B: Clone> Counter<B> {
     /// Number of metadata items held (bases, increments, folded sum).
     pub fn metadata_len(&self) -> usize {
         self.bases.len() + self.incs.len() + usize::from(self.folded.is_some())
+    }
+}
+
+/// How a base value is written in a snapshot: strings and hash values as
+/// `bytes`, scores as `f64` (never NaN).
+pub(crate) trait BaseValue: Sized {
+    /// Fewest bytes one encoded value takes (bounds declared counts).
+    const MIN_LEN: usize;
+    /// Appends the value.
+    fn put(&self, out: &mut Vec<u8>);
+    /// Reads a value.
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
+}
+
+impl BaseValue for Bytes {
+    const MIN_LEN: usize = 1;
+    fn put(&self, out: &mut Vec<u8>) {
+        codec::put_bytes(out, self);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.owned("base value")
+    }
+}
+
+impl BaseValue for f64 {
+    const MIN_LEN: usize = 8;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.score()
+    }
+}
+
+impl<B: Clone> Counter<B> {
+    /// Appends the snapshot encoding: bases (value, tag, `covers` flag and
+    /// vector), increments (tag, delta), then the folded sum if any. The
+    /// cached unseen sum is not written: [`decode`](Self::decode) recomputes
+    /// it from the rest.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>)
+    where
+        B: BaseValue,
+    {
+        codec::put_varint(out, self.bases.len() as u64);
+        for b in &self.bases {
+            b.value.put(out);
+            codec::put_tag(out, &b.tag);
+            match &b.covers {
+                None => out.push(0),
+                Some(vv) => {
+                    out.push(1);
+                    codec::put_vv(out, vv);
+                }
+            }
+        }
+        codec::put_varint(out, self.incs.len() as u64);
+        for i in &self.incs {
+            codec::put_tag(out, &i.tag);
+            codec::put_delta(out, &i.delta);
+        }
+        match &self.folded {
+            None => out.push(0),
+            Some(f) => {
+                out.push(1);
+                f.sum.encode(out);
+                codec::put_stamp(out, &f.stamp);
+            }
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>
+    where
+        B: BaseValue,
+    {
+        let n = r.count("base count", B::MIN_LEN + MIN_TAG + 1)?;
+        let mut bases = SmallVec::with_capacity(n);
+        for _ in 0..n {
+            let value = B::read(r)?;
+            let tag = r.tag()?;
+            let covers = match flag(r, "covers flag")? {
+                false => None,
+                true => Some(Box::new(r.vv()?)),
+            };
+            bases.push(Base { value, tag, covers });
+        }
+        let n = r.count("increment count", MIN_TAG + 2)?;
+        let mut incs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let tag = r.tag()?;
+            let delta = r.delta()?;
+            incs.push(Inc { tag, delta });
+        }
+        let folded = match flag(r, "folded flag")? {
+            false => None,
+            true => {
+                let sum = Sum::decode(r)?;
+                let stamp = r.stamp()?;
+                Some(Box::new(Folded { sum, stamp }))
+            }
+        };
+        let mut c = Counter {
+            bases,
+            incs,
+            folded,
+            unseen: None,
+        };
+        c.recompute_unseen();
+        Ok(c)
+    }
+}
+
+/// A presence byte: `0x00` absent, `0x01` present.
+pub(crate) fn flag(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    let offset = r.pos();
+    match r.byte(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        found => Err(DecodeError::UnknownTag {
+            offset,
+            what,
+            found,
+        }),
     }
 }

@@ -9,6 +9,7 @@
 
 use smallvec::SmallVec;
 
+use super::codec::{self, DecodeError, Reader};
 use super::digest::hash_parts;
 use super::expiry::{Deadline, ExpiryRegister};
 use super::hash::HashContent;
@@ -225,4 +226,96 @@ impl Entry {
             .sum::<usize>()
             + self.expiry.len()
     }
+
+    /// Appends the snapshot encoding: content count, then each content as a
+    /// type byte and its encoding (in the order held, which is kept), then
+    /// the expiry register. The digest share is derived, so not written.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.contents.len() as u64);
+        for c in &self.contents {
+            match c {
+                Content::String(c) => {
+                    out.push(TYPE_STRING);
+                    c.encode(out);
+                }
+                Content::List(c) => {
+                    out.push(TYPE_LIST);
+                    c.encode(out);
+                }
+                Content::Set(c) => {
+                    out.push(TYPE_SET);
+                    c.encode(out);
+                }
+                Content::ZSet(c) => {
+                    out.push(TYPE_ZSET);
+                    c.encode(out);
+                }
+                Content::Hash(c) => {
+                    out.push(TYPE_HASH);
+                    c.encode(out);
+                }
+            }
+        }
+        self.expiry.encode(out);
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote for `key`, and computes the
+    /// key's digest share. Refuses what a state never holds: two contents of
+    /// one type, an empty content, an entry with nothing at all.
+    pub(crate) fn decode(r: &mut Reader<'_>, key: &[u8]) -> Result<Self, DecodeError> {
+        let start = r.pos();
+        let n = r.count("content count", 2)?;
+        let mut contents: SmallVec<[Content; 1]> = SmallVec::with_capacity(n.min(5));
+        for _ in 0..n {
+            let offset = r.pos();
+            let c = match r.byte("content type")? {
+                TYPE_STRING => Content::String(StringContent::decode(r)?),
+                TYPE_LIST => Content::List(ListContent::decode(r)?),
+                TYPE_SET => Content::Set(SetContent::decode(r)?),
+                TYPE_ZSET => Content::ZSet(ZSetContent::decode(r)?),
+                TYPE_HASH => Content::Hash(HashContent::decode(r)?),
+                found => {
+                    return Err(DecodeError::UnknownTag {
+                        offset,
+                        what: "content type",
+                        found,
+                    })
+                }
+            };
+            if contents.iter().any(|h| h.key_type() == c.key_type()) {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "two contents of one type",
+                });
+            }
+            if c.is_empty() {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "empty content",
+                });
+            }
+            contents.push(c);
+        }
+        let expiry = ExpiryRegister::decode(r)?;
+        let mut entry = Entry {
+            contents,
+            expiry,
+            hash: 0,
+        };
+        if entry.contents.is_empty() && entry.expiry.is_empty() {
+            return Err(DecodeError::NonCanonical {
+                offset: start,
+                what: "empty entry",
+            });
+        }
+        entry.hash = entry.digest(key);
+        Ok(entry)
+    }
 }
+
+/// Content type bytes of the snapshot encoding (0 is never used).
+const TYPE_STRING: u8 = 0x01;
+const TYPE_LIST: u8 = 0x02;
+const TYPE_SET: u8 = 0x03;
+const TYPE_ZSET: u8 = 0x04;
+const TYPE_HASH: u8 = 0x05;

@@ -6,6 +6,7 @@
 
 use smallvec::SmallVec;
 
+use super::codec::{self, DecodeError, Reader, MIN_TAG};
 use super::id::{RegionId, Stamp, Tag};
 use super::vv::VersionVector;
 
@@ -89,5 +90,36 @@ impl ExpiryRegister {
     /// Entries held.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Appends the snapshot encoding: entry count, then per entry its tag
+    /// and `0x00` (PERSIST) or `0x01` followed by the deadline (`varint`).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.entries.len() as u64);
+        for (t, at) in &self.entries {
+            codec::put_tag(out, t);
+            match at {
+                None => out.push(0),
+                Some(at) => {
+                    out.push(1);
+                    codec::put_varint(out, *at);
+                }
+            }
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.count("expiry count", MIN_TAG + 1)?;
+        let mut entries = SmallVec::with_capacity(n);
+        for _ in 0..n {
+            let t = r.tag()?;
+            let at = match super::counter::flag(r, "deadline flag")? {
+                false => None,
+                true => Some(r.varint("deadline")?),
+            };
+            entries.push((t, at));
+        }
+        Ok(ExpiryRegister { entries })
     }
 }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::counter::Counter;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
@@ -148,5 +149,41 @@ impl HashContent {
     /// Order-independent hash of fields and values.
     pub fn digest(&self) -> u128 {
         self.acc.0
+    }
+
+    /// Appends the snapshot encoding: field count, then each field's name,
+    /// tags and value counter, in the local order.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.fields.len() as u64);
+        for (name, f) in &self.fields {
+            codec::put_bytes(out, name);
+            f.tags.encode(out);
+            f.value.encode(out);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote; the digest is recomputed.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        // Name, tags (count + one tag), empty counter (three bytes).
+        let n = r.count("field count", MIN_BYTES + 1 + MIN_TAG + 3)?;
+        let mut c = HashContent {
+            fields: IndexMap::with_capacity(n),
+            acc: Accumulator::default(),
+        };
+        for _ in 0..n {
+            let offset = r.pos();
+            let name = r.owned("field")?;
+            let tags = Tags::decode(r)?;
+            let value = Counter::decode(r)?;
+            let field = Field { tags, value };
+            c.acc.add(field.hash(&name));
+            if c.fields.insert(name, field).is_some() {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "duplicate hash field",
+                });
+            }
+        }
+        Ok(c)
     }
 }

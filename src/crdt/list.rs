@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
+use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_POSITION, MIN_TAG};
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::position::Position;
@@ -148,5 +149,43 @@ impl ListContent {
     /// the order.
     pub fn digest(&self) -> u128 {
         self.acc.0
+    }
+
+    /// Appends the snapshot encoding: element count, then in list order each
+    /// element's write tag (insert or LSET), position and value. Segments of
+    /// the position naming the tag's own dot are written short (`OWN`).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.elements.len() as u64);
+        for (pos, e) in &self.elements {
+            codec::put_tag(out, &e.written);
+            codec::put_position(out, pos, (e.written.dot.region, e.written.dot.seq));
+            codec::put_bytes(out, &e.value);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote; positions must be strictly
+    /// increasing. The digest is recomputed.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.count("element count", MIN_TAG + MIN_POSITION + MIN_BYTES)?;
+        let mut acc = Accumulator::default();
+        let mut items: Vec<(Position, Element)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let written = r.tag()?;
+            let offset = r.pos();
+            let pos = r.position((written.dot.region, written.dot.seq))?;
+            if items.last().is_some_and(|(prev, _)| *prev >= pos) {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "list positions not strictly increasing",
+                });
+            }
+            let value = r.owned("element value")?;
+            acc.add(element_hash(&pos, &value));
+            items.push((pos, Element { value, written }));
+        }
+        Ok(ListContent {
+            elements: items.into_iter().collect(),
+            acc,
+        })
     }
 }

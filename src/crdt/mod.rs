@@ -12,7 +12,8 @@
 //! [`zset`], [`hash`]) built from shared pieces ([`counter`], [`tags`],
 //! [`position`], [`expiry`], [`number`]); a key ([`entry`]); the state
 //! ([`state`], [`prepare`], [`digest`]); delivery and garbage collection
-//! ([`causal`], [`stability`]); and a region's pure core ([`replica`]).
+//! ([`causal`], [`stability`]); a region's pure core ([`replica`]); and the
+//! snapshot encoding of a frozen state ([`snapshot`]).
 
 pub mod causal;
 pub mod codec;
@@ -31,6 +32,7 @@ pub mod position;
 pub mod prepare;
 pub mod replica;
 pub mod set;
+pub mod snapshot;
 pub mod stability;
 pub mod state;
 pub mod string;
@@ -49,5 +51,5 @@ pub use position::Position;
 pub use prepare::{Intent, WriteError};
 pub use replica::Replica;
 pub use stability::Stability;
-pub use state::{Applied, ApplyError, State};
+pub use state::{Applied, ApplyError, FrozenState, State};
 pub use vv::VersionVector;

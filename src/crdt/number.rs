@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+use super::codec::{self, DecodeError, Reader};
+
 /// Significant digits shown for fractional results, as Redis' `INCRBYFLOAT`.
 const SHOWN_DIGITS: u64 = 17;
 
@@ -234,7 +236,80 @@ impl Sum {
     pub fn int(&self) -> i128 {
         self.int
     }
+
+    /// Appends the snapshot encoding (`storage-format.md`, "Snapshots"): a
+    /// flags byte (bit 0 fractional, bit 1 wide integer part), the integer
+    /// part (`zigzag`, or 16 bytes little-endian when it does not fit `i64`),
+    /// then the fractional part as a `decimal` when bit 0 is set. Kept exact
+    /// rather than rounded, because later increments add to it.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let narrow = i64::try_from(self.int).ok();
+        let mut flags = 0;
+        if self.fractional {
+            flags |= SUM_FRACTIONAL;
+        }
+        if narrow.is_none() {
+            flags |= SUM_WIDE;
+        }
+        out.push(flags);
+        match narrow {
+            Some(i) => codec::put_zigzag(out, i),
+            None => out.extend_from_slice(&self.int.to_le_bytes()),
+        }
+        if self.fractional {
+            codec::put_decimal(out, &self.frac);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let offset = r.pos();
+        let flags = r.byte("sum flags")?;
+        if flags & !(SUM_FRACTIONAL | SUM_WIDE) != 0 {
+            return Err(DecodeError::UnknownTag {
+                offset,
+                what: "sum flags",
+                found: flags,
+            });
+        }
+        let int = if flags & SUM_WIDE != 0 {
+            let at = r.pos();
+            let raw: [u8; 16] =
+                r.take(16, "wide sum")?
+                    .try_into()
+                    .map_err(|_| DecodeError::Truncated {
+                        offset: at,
+                        what: "wide sum",
+                    })?;
+            let v = i128::from_le_bytes(raw);
+            if i64::try_from(v).is_ok() {
+                return Err(DecodeError::NonCanonical {
+                    offset: at,
+                    what: "wide sum that fits 64 bits",
+                });
+            }
+            v
+        } else {
+            i128::from(r.zigzag("sum")?)
+        };
+        let fractional = flags & SUM_FRACTIONAL != 0;
+        let frac = if fractional {
+            r.decimal()?
+        } else {
+            Decimal::default()
+        };
+        Ok(Sum {
+            int,
+            frac,
+            fractional,
+        })
+    }
 }
+
+/// Sum flags: a fractional increment took part.
+const SUM_FRACTIONAL: u8 = 0x01;
+/// Sum flags: the integer part is written as 16 bytes.
+const SUM_WIDE: u8 = 0x02;
 
 /// What a string (or hash field) holds once unseen increments are added to its
 /// base: the bytes to show, and whether increments had to be dropped because

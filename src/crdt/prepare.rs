@@ -304,7 +304,7 @@ impl State {
                 }
                 Effect::Persist
             }
-            Intent::SAdd(members) => Effect::SetAdd(members),
+            Intent::SAdd(members) => Effect::SetAdd(dedup(members, |m| m)),
             Intent::SRem(members) => {
                 let Some(Content::Set(s)) = live else {
                     return Ok(None);
@@ -315,7 +315,7 @@ impl State {
                 }
                 Effect::SetRem(present)
             }
-            Intent::HSet(fields) => Effect::HashSet(fields),
+            Intent::HSet(fields) => Effect::HashSet(dedup(fields, |(f, _)| f)),
             Intent::HDel(fields) => {
                 let Some(Content::Hash(h)) = live else {
                     return Ok(None);
@@ -355,7 +355,7 @@ impl State {
                 if members.iter().any(|(_, s)| s.is_nan()) {
                     return Err(WriteError::NotFloat);
                 }
-                Effect::ZAdd(members)
+                Effect::ZAdd(dedup(members, |(m, _)| m))
             }
             Intent::ZIncrBy(member, d) => {
                 if d.is_nan() {
@@ -535,6 +535,19 @@ impl State {
             }),
         })
     }
+}
+
+/// Keeps the last of items with equal keys (as Redis does for `HSET f 1 f
+/// 2`): one operation never tags one member twice.
+fn dedup<T>(items: Vec<T>, key: impl Fn(&T) -> &Bytes) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<T> = items
+        .into_iter()
+        .rev()
+        .filter(|i| seen.insert(key(i).clone()))
+        .collect();
+    out.reverse();
+    out
 }
 
 fn hash_field(live: Option<&Content>, field: &[u8]) -> Option<Bytes> {

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::tags::Tags;
@@ -101,5 +102,37 @@ impl SetContent {
     /// Order-independent hash of the members.
     pub fn digest(&self) -> u128 {
         self.acc.0
+    }
+
+    /// Appends the snapshot encoding: member count, then each member and its
+    /// tags, in the local order (kept, so random picks stay the same).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.members.len() as u64);
+        for (m, tags) in &self.members {
+            codec::put_bytes(out, m);
+            tags.encode(out);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote; the digest is recomputed.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG)?;
+        let mut c = SetContent {
+            members: IndexMap::with_capacity(n),
+            acc: Accumulator::default(),
+        };
+        for _ in 0..n {
+            let offset = r.pos();
+            let m = r.owned("member")?;
+            let tags = Tags::decode(r)?;
+            c.acc.add(member_hash(&m));
+            if c.members.insert(m, tags).is_some() {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "duplicate set member",
+                });
+            }
+        }
+        Ok(c)
     }
 }

@@ -1,7 +1,9 @@
 //! The materialized CRDT state of a region: keys, version vector, digest.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
+use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::conflict::{Conflict, ConflictKind};
 use super::digest::Accumulator;
@@ -38,11 +40,33 @@ pub enum Applied {
     Done(Vec<Conflict>),
 }
 
+/// Number of key shards. A frozen copy ([`State::freeze`]) clones one
+/// pointer per shard, and a write made while a frozen copy is alive copies
+/// at most its shard's table (about keys / `SHARDS` pointers) and its entry:
+/// 1024 keeps both small for states of up to tens of millions of keys.
+pub const SHARDS: usize = 1024;
+
+/// One shard of the key space. Entries sit behind their own [`Arc`] so that
+/// copying a shard for a write copies pointers, not contents.
+pub(crate) type Shard = HashMap<Bytes, Arc<Entry>>;
+
+/// The shard a key lives in. xxh3 is fixed and portable, so the layout is
+/// the same in every process (the snapshot encoder walks shards in order).
+pub(crate) fn shard_of(key: &[u8]) -> usize {
+    (xxh3_64(key) as usize) & (SHARDS - 1)
+}
+
 /// Keys to their CRDT entries, the version vector of applied operations and
 /// an incrementally maintained digest. Pure: no I/O, no clock.
-#[derive(Clone, Debug, Default)]
+///
+/// Keys are split into [`SHARDS`] copy-on-write shards so that
+/// [`freeze`](Self::freeze) (a consistent copy to snapshot from) costs
+/// O(shards) instead of O(keys): writes go through [`Arc::make_mut`], which
+/// copies a shard, then an entry, only while a frozen copy still shares it.
+/// Cloning a `State` is as cheap, and shares the same way.
+#[derive(Clone, Debug)]
 pub struct State {
-    keys: HashMap<Bytes, Entry>,
+    shards: Vec<Arc<Shard>>,
     vv: VersionVector,
     digest: Accumulator,
     max_hlc: Hlc,
@@ -50,12 +74,163 @@ pub struct State {
     /// Keys holding metadata that may become collectable, with the
     /// operations that touched them since they were last fully collected.
     unstable: HashMap<Bytes, VersionVector>,
+    /// Set when restored from a snapshot, which does not record `unstable`
+    /// (see [`Restored`]).
+    restored: Option<Box<Restored>>,
+}
+
+/// What a state restored from a snapshot knows about its collectable
+/// metadata: every key counts as touched by everything in `upto`, until a
+/// collection at a frontier that dominates it. One vector instead of one per
+/// key keeps loading a large snapshot cheap.
+#[derive(Clone, Debug)]
+struct Restored {
+    /// The snapshot's version vector.
+    upto: VersionVector,
+    /// The frontier every key was last collected at: collecting again at the
+    /// same frontier changes nothing (keys written since are in `unstable`).
+    swept: Option<VersionVector>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        // Every shard starts as the same empty table; the first write to a
+        // shard gives it its own.
+        let empty: Arc<Shard> = Arc::default();
+        State {
+            shards: vec![empty; SHARDS],
+            vv: VersionVector::default(),
+            digest: Accumulator::default(),
+            max_hlc: Hlc::ZERO,
+            visible_keys: 0,
+            unstable: HashMap::new(),
+            restored: None,
+        }
+    }
+}
+
+/// A consistent, immutable copy of a [`State`] at one point of its history,
+/// made by [`State::freeze`] in O(shards): what a snapshot is written from
+/// while the live state keeps taking writes. It shares unchanged shards and
+/// entries with the live state, so it costs memory only for what is written
+/// after it was taken.
+#[derive(Clone, Debug)]
+pub struct FrozenState {
+    shards: Vec<Arc<Shard>>,
+    vv: VersionVector,
+    digest: u128,
+    max_hlc: Hlc,
+    visible_keys: usize,
+}
+
+impl FrozenState {
+    /// All entries (including invisible ones), shard by shard (in no
+    /// particular order within a shard).
+    pub fn entries(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, e)| (k, &**e)))
+    }
+
+    /// The shards, in shard order (the snapshot encoder sorts each).
+    pub(crate) fn shards(&self) -> impl Iterator<Item = &Shard> {
+        self.shards.iter().map(|s| &**s)
+    }
+
+    /// The entry of a key, whatever its visibility.
+    pub fn entry(&self, key: &[u8]) -> Option<&Entry> {
+        self.shards[shard_of(key)].get(key).map(|e| &**e)
+    }
+
+    /// Version vector of everything applied when frozen.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Highest HLC of any operation applied when frozen.
+    pub fn max_hlc(&self) -> Hlc {
+        self.max_hlc
+    }
+
+    /// The convergence digest when frozen.
+    pub fn digest(&self) -> u128 {
+        self.digest
+    }
+
+    /// Number of keys with visible content (as [`State::len`]).
+    pub fn len(&self) -> usize {
+        self.visible_keys
+    }
+
+    /// Whether no key has visible content.
+    pub fn is_empty(&self) -> bool {
+        self.visible_keys == 0
+    }
+
+    /// Number of entries, visible or not (what a snapshot holds). O(shards).
+    pub fn key_count(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
 }
 
 impl State {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A consistent frozen copy, in O(shards) whatever the number of keys:
+    /// a region snapshots it from another thread without stalling clients.
+    /// Later writes to this state copy the shards and entries they touch
+    /// (once per frozen copy), so the frozen copy never changes.
+    pub fn freeze(&self) -> FrozenState {
+        FrozenState {
+            shards: self.shards.clone(),
+            vv: self.vv.clone(),
+            digest: self.digest.0,
+            max_hlc: self.max_hlc,
+            visible_keys: self.visible_keys,
+        }
+    }
+
+    /// An empty state at version `vv` and `max_hlc`, to be filled by
+    /// [`insert_restored`](Self::insert_restored) (snapshot decoding). A
+    /// snapshot does not record which keys still hold collectable metadata,
+    /// so every key counts as touched by all of `vv`: collection passes look
+    /// at every key until the stable frontier covers `vv`.
+    pub(crate) fn restoring(vv: VersionVector, max_hlc: Hlc) -> Self {
+        State {
+            restored: (!vv.is_empty()).then(|| {
+                Box::new(Restored {
+                    upto: vv.clone(),
+                    swept: None,
+                })
+            }),
+            vv,
+            max_hlc,
+            ..State::default()
+        }
+    }
+
+    /// Adds a decoded entry (its digest share already computed); `false`
+    /// when the key is already present.
+    pub(crate) fn insert_restored(&mut self, key: Bytes, entry: Entry) -> bool {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
+        match shard.entry(key) {
+            hash_map::Entry::Occupied(_) => false,
+            hash_map::Entry::Vacant(v) => {
+                self.digest.add(entry.hash);
+                self.visible_keys += usize::from(entry.visible().is_some());
+                v.insert(Arc::new(entry));
+                true
+            }
+        }
+    }
+
+    /// Number of entries, visible or not (expired, or holding only
+    /// metadata). O(shards).
+    pub fn key_count(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
     }
 
     /// Version vector of everything applied.
@@ -87,25 +262,26 @@ impl State {
 
     /// The entry of a key, whatever its visibility.
     pub fn entry(&self, key: &[u8]) -> Option<&Entry> {
-        self.keys.get(key)
+        self.shards[shard_of(key)].get(key).map(|e| &**e)
     }
 
     /// The content a client reads at `now_ms` (`None`: no such key or expired).
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<&Content> {
-        self.keys
-            .get(key)
+        self.entry(key)
             .filter(|e| e.is_live(now_ms))
             .and_then(Entry::visible)
     }
 
     /// All entries (including invisible ones), in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.keys.iter()
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, e)| (k, &**e)))
     }
 
     /// Total metadata items held: what garbage collection keeps bounded.
     pub fn metadata_len(&self) -> usize {
-        self.keys.values().map(Entry::metadata_len).sum()
+        self.entries().map(|(_, e)| e.metadata_len()).sum()
     }
 
     /// Whether `op` is already applied.
@@ -147,7 +323,7 @@ impl State {
     }
 
     fn flush_observed(&mut self, op: &Operation) {
-        let keys: Vec<Bytes> = self.keys.keys().cloned().collect();
+        let keys: Vec<Bytes> = self.entries().map(|(k, _)| k.clone()).collect();
         for key in keys {
             self.update_entry(&key, op, |entry, ctx, _| {
                 entry.remove_observed_except(None, ctx);
@@ -164,7 +340,8 @@ impl State {
         op: &Operation,
         f: impl FnOnce(&mut Entry, &VersionVector, &Operation),
     ) {
-        let entry = self.keys.entry(key.clone()).or_default();
+        let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
+        let entry = Arc::make_mut(shard.entry(key.clone()).or_default());
         let was_visible = entry.visible().is_some();
         let old_hash = entry.hash;
         f(entry, &op.deps, op);
@@ -176,7 +353,7 @@ impl State {
         self.digest.add(new_hash);
         self.visible_keys = self.visible_keys + usize::from(now_visible) - usize::from(was_visible);
         if gone {
-            self.keys.remove(key);
+            shard.remove(key);
             self.unstable.remove(key);
         } else {
             self.unstable
@@ -257,17 +434,45 @@ impl State {
     /// [`Stability`](super::stability::Stability)). What clients read, and the
     /// digest, do not change.
     pub fn collect(&mut self, stable: &VersionVector) {
-        let keys = &mut self.keys;
+        let shards = &mut self.shards;
         self.unstable.retain(|key, touched| {
-            if let Some(entry) = keys.get_mut(key) {
-                entry.collect(stable);
-                if entry.prune() {
-                    keys.remove(key);
-                    return false;
+            let shard = &mut shards[shard_of(key)];
+            // Copy the shard (if a frozen copy shares it) only for a key it holds.
+            if shard.contains_key(key) {
+                let shard = Arc::make_mut(shard);
+                if let Some(slot) = shard.get_mut(key) {
+                    let entry = Arc::make_mut(slot);
+                    entry.collect(stable);
+                    if entry.prune() {
+                        shard.remove(key);
+                        return false;
+                    }
                 }
             }
             !stable.dominates(touched)
         });
+        if let Some(restored) = &mut self.restored {
+            // Restored from a snapshot: every key may hold metadata from
+            // operations up to `upto` (see `restoring`).
+            if restored.swept.as_ref() != Some(stable) {
+                let unstable = &mut self.unstable;
+                for shard in self.shards.iter_mut().filter(|s| !s.is_empty()) {
+                    Arc::make_mut(shard).retain(|key, slot| {
+                        let entry = Arc::make_mut(slot);
+                        entry.collect(stable);
+                        let gone = entry.prune();
+                        if gone {
+                            unstable.remove(key);
+                        }
+                        !gone
+                    });
+                }
+                restored.swept = Some(stable.clone());
+            }
+            if stable.dominates(&restored.upto) {
+                self.restored = None;
+            }
+        }
     }
 }
 

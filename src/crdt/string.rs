@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::codec::{DecodeError, Reader};
 use super::counter::Counter;
 use super::id::{Stamp, Tag};
 use super::number::{add_to_base, Delta};
@@ -77,5 +78,17 @@ impl StringContent {
     /// Hash of the visible value.
     pub fn digest(&self) -> u128 {
         super::digest::hash_parts(&[&self.get().0])
+    }
+
+    /// Appends the snapshot encoding: the counter (bases, increments, folded sum).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        self.value.encode(out);
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(StringContent {
+            value: Counter::decode(r)?,
+        })
     }
 }

@@ -2,6 +2,7 @@
 
 use smallvec::SmallVec;
 
+use super::codec::{self, DecodeError, Reader, MIN_TAG};
 use super::id::{Stamp, Tag};
 use super::vv::VersionVector;
 
@@ -54,5 +55,31 @@ impl Tags {
     /// Whether no tag is held.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Appends the snapshot encoding: tag count, then the tags in order.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.0.len() as u64);
+        for t in &self.0 {
+            codec::put_tag(out, t);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote. An empty set is refused:
+    /// tags are only stored for what is present.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let offset = r.pos();
+        let n = r.count("tag count", MIN_TAG)?;
+        if n == 0 {
+            return Err(DecodeError::NonCanonical {
+                offset,
+                what: "empty tag set",
+            });
+        }
+        let mut tags = SmallVec::with_capacity(n);
+        for _ in 0..n {
+            tags.push(r.tag()?);
+        }
+        Ok(Tags(tags))
     }
 }

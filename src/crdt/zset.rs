@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
+use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::counter::Counter;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
@@ -196,5 +197,44 @@ impl ZSetContent {
     /// Order-independent hash of members and scores.
     pub fn digest(&self) -> u128 {
         self.acc.0
+    }
+
+    /// Appends the snapshot encoding: member count, then each member's name,
+    /// tags and score counter, in the local order. The shown score, the
+    /// score index and the digest are derived, so not written.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_varint(out, self.members.len() as u64);
+        for (name, m) in &self.members {
+            codec::put_bytes(out, name);
+            m.tags.encode(out);
+            m.score.encode(out);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote and rebuilds what is derived.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG + 3)?;
+        let mut c = ZSetContent {
+            members: IndexMap::with_capacity(n),
+            by_score: BTreeSet::new(),
+            acc: Accumulator::default(),
+        };
+        for _ in 0..n {
+            let offset = r.pos();
+            let name = r.owned("member")?;
+            let tags = Tags::decode(r)?;
+            let score = Counter::decode(r)?;
+            let shown = visible_score(&score);
+            if c.members.contains_key(&name) {
+                return Err(DecodeError::NonCanonical {
+                    offset,
+                    what: "duplicate sorted-set member",
+                });
+            }
+            c.acc.add(member_hash(&name, shown));
+            c.by_score.insert((Score::new(shown), name.clone()));
+            c.members.insert(name, Member { tags, score, shown });
+        }
+        Ok(c)
     }
 }

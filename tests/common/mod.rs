@@ -125,3 +125,4 @@ impl Node {
             .report(other.id(), other.replica.state.version_vector());
     }
 }
+pub mod server;

@@ -1,0 +1,314 @@
+//! Configuration: a TOML file (`--config`) whose every key can be overridden
+//! by a command-line flag, validated up front with errors that name the key.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// When a write is acknowledged, relative to reaching the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Acknowledge only after an fsync covering the write (group commit).
+    Always,
+    /// Write to the log before acknowledging; fsync once a second.
+    Everysec,
+    /// Write to the log before acknowledging; let the OS decide when to sync.
+    No,
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Ok(FsyncPolicy::Always),
+            "everysec" => Ok(FsyncPolicy::Everysec),
+            "no" => Ok(FsyncPolicy::No),
+            _ => Err(format!(
+                "invalid fsync policy '{s}' (expected always, everysec or no)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Everysec => "everysec",
+            FsyncPolicy::No => "no",
+        })
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("invalid log format '{s}' (expected text or json)")),
+        }
+    }
+}
+
+/// A size in bytes, written as Redis writes them: `0`, `1048576`, `100mb`,
+/// `1gb`, `512k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        let split = lower
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(lower.len());
+        let (digits, unit) = lower.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| format!("invalid size '{s}'"))?;
+        let mult: u64 = match unit {
+            "" | "b" => 1,
+            "k" => 1000,
+            "kb" => 1024,
+            "m" => 1000 * 1000,
+            "mb" => 1024 * 1024,
+            "g" => 1000 * 1000 * 1000,
+            "gb" => 1024 * 1024 * 1024,
+            _ => {
+                return Err(format!(
+                    "invalid size unit in '{s}' (use k, kb, m, mb, g, gb)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size '{s}' is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The server's settings. Field names are the TOML keys and, with `-` for
+/// `_`, the flag names.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on for clients.
+    pub bind: IpAddr,
+    /// Port to listen on for clients.
+    pub port: u16,
+    /// Directory holding the op log and snapshots.
+    pub data_dir: PathBuf,
+    /// Name of this region.
+    pub region: String,
+    /// Stable numeric id of this region (LWW tie-break; unique per cluster).
+    pub region_id: u16,
+    /// When writes are acknowledged relative to fsync.
+    pub fsync: FsyncPolicy,
+    /// Password clients must AUTH with (none: no authentication).
+    pub requirepass: Option<String>,
+    /// Memory limit for the dataset; writes get Redis' OOM error beyond it
+    /// (0: no limit). Nothing is ever evicted: evicting would diverge regions.
+    pub maxmemory: ByteSize,
+    /// Take a snapshot after this many operations since the last one (0: never by count).
+    pub snapshot_every_ops: u64,
+    /// Take a snapshot after this many seconds if anything changed (0: never by time).
+    pub snapshot_every_secs: u64,
+    /// Snapshots kept on disk (older ones are deleted).
+    pub snapshots_keep: usize,
+    /// Maximum simultaneous client connections.
+    pub maxclients: usize,
+    /// Largest bulk string a client may send (Redis' proto-max-bulk-len).
+    pub proto_max_bulk_len: ByteSize,
+    /// Largest unparsed input buffered per client (Redis' client-query-buffer-limit).
+    pub client_query_buffer_limit: ByteSize,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 7379,
+            data_dir: PathBuf::from("./braid-data"),
+            region: "local".into(),
+            region_id: 1,
+            fsync: FsyncPolicy::Always,
+            requirepass: None,
+            maxmemory: ByteSize(0),
+            snapshot_every_ops: 1_000_000,
+            snapshot_every_secs: 300,
+            snapshots_keep: 2,
+            maxclients: 10_000,
+            proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
+            client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (names the key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid value for '{key}': {message}")]
+    Invalid {
+        /// The offending key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; unknown keys are errors naming the key.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.region.is_empty()
+            || !self
+                .region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid {
+                key: "region",
+                message: format!(
+                    "'{}' must be non-empty letters, digits, '-' or '_'",
+                    self.region
+                ),
+            });
+        }
+        if self.region_id == 0 {
+            return Err(ConfigError::Invalid {
+                key: "region_id",
+                message: "must be between 1 and 65535".into(),
+            });
+        }
+        if self.snapshots_keep == 0 {
+            return Err(ConfigError::Invalid {
+                key: "snapshots_keep",
+                message: "must keep at least one snapshot".into(),
+            });
+        }
+        if self.maxclients == 0 {
+            return Err(ConfigError::Invalid {
+                key: "maxclients",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.proto_max_bulk_len.0 < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "proto_max_bulk_len",
+                message: "must be at least 1mb".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.port, 7379);
+        assert_eq!(d.data_dir, PathBuf::from("./braid-data"));
+        assert_eq!(d.region, "local");
+        assert_eq!(d.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = Config::from_toml("prot = 5\n").unwrap_err();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_is_an_error_naming_the_key() {
+        let err = Config::from_toml("fsync = \"sometimes\"\n").unwrap_err();
+        assert!(err.contains("fsync"), "{err}");
+        let err = Config::from_toml("port = \"x\"\n").unwrap_err();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse_like_redis() {
+        assert_eq!("100mb".parse::<ByteSize>(), Ok(ByteSize(100 * 1024 * 1024)));
+        assert_eq!("1g".parse::<ByteSize>(), Ok(ByteSize(1_000_000_000)));
+        assert_eq!("123".parse::<ByteSize>(), Ok(ByteSize(123)));
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        let c = Config::from_toml("maxmemory = \"2gb\"\n").unwrap();
+        assert_eq!(c.maxmemory, ByteSize(2 << 30));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c = Config {
+            region: "us east".into(),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("'region'"), "{err}");
+    }
+}

@@ -1,0 +1,669 @@
+//! `braid-server`'s region: recovery, the client listener, connection
+//! tasks, and the background work (group commit, active expiry, snapshots).
+//!
+//! Concurrency (two cores in mind): one keyspace behind a mutex held only for
+//! the duration of a batch of commands (never across an await), one
+//! committer thread writing the op log, one blocking task writing snapshots.
+
+pub mod session;
+
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::command::{server::config_matches, ClientInfo, ServerHooks};
+use crate::config::{Config, FsyncPolicy};
+use crate::crdt::{RegionId, State};
+use crate::keyspace::Keyspace;
+use crate::oplog::commit::{Committer, Durable};
+use crate::oplog::{OpLog, OpLogError};
+use crate::resp::{Connection, ConnectionError, Frame, Limits, Protocol};
+use crate::snapshot::{LoadError, SnapshotStore};
+use session::{After, Session};
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why the server could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The op log is unusable (corrupt record, wrong region, I/O).
+    #[error(transparent)]
+    OpLog(#[from] OpLogError),
+    /// No snapshot could be loaded although some exist.
+    #[error(transparent)]
+    Snapshot(#[from] LoadError),
+    /// Binding or another I/O failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Counters for INFO stats.
+#[derive(Debug, Default)]
+pub struct Stats {
+    connections_received: AtomicU64,
+    rejected_connections: AtomicU64,
+    commands_processed: AtomicU64,
+    snapshots_written: AtomicU64,
+    last_snapshot_unix: AtomicU64,
+    last_snapshot_ms: AtomicU64,
+}
+
+/// A connected client as CLIENT LIST shows it.
+#[derive(Clone, Debug)]
+struct ClientEntry {
+    addr: String,
+    name: String,
+    since: Instant,
+}
+
+/// Everything the connection tasks share.
+pub struct Shared {
+    keyspace: Mutex<Keyspace>,
+    config: RwLock<Config>,
+    committer: Committer,
+    log: Arc<OpLog>,
+    snapshots: SnapshotStore,
+    clients: Mutex<BTreeMap<u64, ClientEntry>>,
+    next_client_id: AtomicU64,
+    stats: Stats,
+    started: Instant,
+    shutdown: Notify,
+    shutting_down: AtomicBool,
+    used_memory: AtomicU64,
+    snapshot_running: AtomicBool,
+    ops_at_last_snapshot: AtomicU64,
+    local_addr: SocketAddr,
+}
+
+/// A running region: its address and a handle to stop it.
+pub struct Running {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight work, syncs the log.
+    pub async fn shutdown(self) {
+        self.shared.request_shutdown();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops by itself (SHUTDOWN or a signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Stops a running server from elsewhere (a signal handler).
+#[derive(Clone)]
+pub struct Stopper(Arc<Shared>);
+
+impl From<&Running> for Stopper {
+    fn from(r: &Running) -> Self {
+        Stopper(r.shared.clone())
+    }
+}
+
+impl Stopper {
+    /// Requests a graceful shutdown.
+    pub fn stop(&self) {
+        self.0.request_shutdown();
+    }
+}
+
+impl Shared {
+    fn request_shutdown(&self) {
+        self.shutting_down.store(true, Relaxed);
+        self.shutdown.notify_waiters();
+    }
+}
+
+/// Recovers the region from its data directory (newest valid snapshot plus
+/// the op log after it), binds the listener and starts serving.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    let region = RegionId(config.region_id);
+    let io = |context: String| move |source| ServerError::Io { context, source };
+    std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
+        "cannot create data directory {}",
+        config.data_dir.display()
+    )))?;
+    let log = Arc::new(OpLog::open(&config.data_dir, region, &config.region)?);
+    let snapshots = SnapshotStore::open(config.data_dir.join("snapshots")).map_err(io(format!(
+        "cannot open snapshot directory in {}",
+        config.data_dir.display()
+    )))?;
+    let t0 = Instant::now();
+    let (state, from) = match snapshots.load_newest_valid()? {
+        Some((state, info)) => {
+            tracing::info!(snapshot = %info.path.display(), ops = info.ops, "loaded snapshot");
+            (state, Some(info))
+        }
+        None => (State::new(), None),
+    };
+    let mut ks = Keyspace::new(region, state);
+    let vv = ks.state().version_vector().clone();
+    let now = unix_ms();
+    let mut replay_error = None;
+    let replayed = log.replay(&vv, |op| {
+        if replay_error.is_none() {
+            if let Err(e) = ks.apply_remote(&op, now) {
+                replay_error = Some(format!("operation {} cannot be applied: {e}", op.dot()));
+            }
+        }
+    })?;
+    if let Some(message) = replay_error {
+        return Err(ServerError::OpLog(OpLogError::Gap {
+            path: log.path().to_path_buf(),
+            message,
+        }));
+    }
+    tracing::info!(
+        keys = ks.len(),
+        replayed,
+        snapshot = from.is_some(),
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "recovered"
+    );
+    let ops_total = ks.state().version_vector().total();
+    let committer = Committer::start(log.clone(), config.fsync, 0);
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(io(format!("cannot listen on {addr}")))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(io("cannot read the listening address".into()))?;
+    tracing::info!(%local_addr, region = %config.region, fsync = %config.fsync, "ready to accept connections");
+    let shared = Arc::new(Shared {
+        keyspace: Mutex::new(ks),
+        config: RwLock::new(config),
+        committer,
+        log,
+        snapshots,
+        clients: Mutex::new(BTreeMap::new()),
+        next_client_id: AtomicU64::new(1),
+        stats: Stats::default(),
+        started: Instant::now(),
+        shutdown: Notify::new(),
+        shutting_down: AtomicBool::new(false),
+        used_memory: AtomicU64::new(0),
+        snapshot_running: AtomicBool::new(false),
+        ops_at_last_snapshot: AtomicU64::new(ops_total),
+        local_addr,
+    });
+    let task = tokio::spawn(serve(shared.clone(), listener));
+    Ok(Running {
+        addr: local_addr,
+        shared,
+        task,
+    })
+}
+
+async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    let background = tokio::spawn(background(shared.clone()));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        if shared.shutting_down.load(Relaxed) {
+            break;
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shared.shutdown.notified() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        shared.stats.connections_received.fetch_add(1, Relaxed);
+        let max = shared.config.read().maxclients;
+        if shared.clients.lock().len() >= max {
+            shared.stats.rejected_connections.fetch_add(1, Relaxed);
+            let mut conn = Connection::new(stream);
+            conn.queue(&Frame::error("ERR max number of clients reached"));
+            let _ = conn.flush().await;
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        conns.spawn(client(shared.clone(), stream, peer));
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    // Let connections finish their current batch, then stop them.
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+    background.abort();
+    let _ = background.await;
+    // Everything acknowledged is durable already; make the rest durable too.
+    let lsn = shared.keyspace.lock().lsn();
+    shared.committer.wait(lsn).await;
+    if let Err(e) = shared.log.sync() {
+        tracing::error!(error = %e, "final op-log sync failed");
+    }
+    tracing::info!("shut down");
+}
+
+async fn client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let id = shared.next_client_id.fetch_add(1, Relaxed);
+    let (limits, query_limit, requirepass) = {
+        let c = shared.config.read();
+        let limits = Limits {
+            max_bulk_len: c.proto_max_bulk_len.0 as usize,
+            ..Limits::default()
+        };
+        (
+            limits,
+            c.client_query_buffer_limit.0 as usize,
+            c.requirepass.is_some(),
+        )
+    };
+    let mut conn = Connection::with_limits(stream, limits);
+    conn.set_query_buffer_limit(query_limit);
+    conn.set_auth_required(requirepass);
+    let mut session = Session::new(ClientInfo {
+        id,
+        addr: peer.to_string(),
+        resp: 2,
+        authenticated: !requirepass,
+        ..ClientInfo::default()
+    });
+    shared.clients.lock().insert(
+        id,
+        ClientEntry {
+            addr: peer.to_string(),
+            name: String::new(),
+            since: Instant::now(),
+        },
+    );
+    let result = client_loop(&shared, &mut conn, &mut session).await;
+    if let Err(e) = result {
+        tracing::debug!(client = id, error = %e, "connection closed");
+    }
+    session.close(&mut shared.keyspace.lock());
+    shared.clients.lock().remove(&id);
+}
+
+const MAX_BATCH: usize = 1024;
+
+async fn client_loop(
+    shared: &Arc<Shared>,
+    conn: &mut Connection,
+    session: &mut Session,
+) -> Result<(), ConnectionError> {
+    loop {
+        if shared.shutting_down.load(Relaxed) {
+            return Ok(());
+        }
+        let first = tokio::select! {
+            r = conn.read_request() => r,
+            _ = shared.shutdown.notified() => return Ok(()),
+        };
+        let mut batch = match first {
+            Ok(Some(args)) => vec![args],
+            Ok(None) => return Ok(()),
+            Err(ConnectionError::Protocol(e)) => {
+                conn.send_protocol_error(&e).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut protocol_error = None;
+        while batch.len() < MAX_BATCH {
+            match conn.try_next_buffered() {
+                Ok(Some(args)) => batch.push(args),
+                Ok(None) => break,
+                Err(ConnectionError::Protocol(e)) => {
+                    protocol_error = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut close = false;
+        let observed = {
+            let mut ks = shared.keyspace.lock();
+            let now = unix_ms();
+            for args in batch {
+                let (reply, after) = session.handle(&mut ks, shared.as_ref(), now, args);
+                replies.push(reply);
+                if after == After::Close {
+                    close = true;
+                    break;
+                }
+            }
+            let ops = ks.take_pending();
+            if !ops.is_empty() {
+                shared.committer.submit(ops, ks.lsn());
+            }
+            ks.lsn()
+        };
+        shared
+            .stats
+            .commands_processed
+            .fetch_add(replies.len() as u64, Relaxed);
+        // No client sees a write, its own reply or another client's read of
+        // it, before the op log holds it under the fsync policy.
+        if !matches!(shared.committer.durable(), Durable::UpTo(n) if n >= observed)
+            && !shared.committer.wait(observed).await
+        {
+            replies = replies
+                .into_iter()
+                .map(|_| {
+                    Frame::error(
+                        "MISCONF Errors writing to the op log; writes are not being acknowledged",
+                    )
+                })
+                .collect();
+        }
+        conn.set_protocol(if session.client.resp == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        });
+        for r in &replies {
+            conn.queue(r);
+        }
+        if let Some(name) = &session.client.name {
+            if let Some(c) = shared.clients.lock().get_mut(&session.client.id) {
+                c.name = String::from_utf8_lossy(name).into_owned();
+            }
+        }
+        conn.set_auth_required(!session.client.authenticated);
+        if let Some(e) = protocol_error {
+            conn.send_protocol_error(&e).await?;
+            return Ok(());
+        }
+        conn.flush().await?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// Active expiry, memory sampling and snapshots.
+async fn background(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last_snapshot = Instant::now();
+    loop {
+        tick.tick().await;
+        // Active expiry, bounded per tick like Redis' expire cycle.
+        {
+            let mut ks = shared.keyspace.lock();
+            let n = ks.expire_due(unix_ms(), 200);
+            if n > 0 {
+                let ops = ks.take_pending();
+                shared.committer.submit(ops, ks.lsn());
+            }
+        }
+        shared.used_memory.store(resident_bytes(), Relaxed);
+        let (every_ops, every_secs) = {
+            let c = shared.config.read();
+            (c.snapshot_every_ops, c.snapshot_every_secs)
+        };
+        let total = shared.keyspace.lock().state().version_vector().total();
+        let since = total.saturating_sub(shared.ops_at_last_snapshot.load(Relaxed));
+        let due = (every_ops > 0 && since >= every_ops)
+            || (every_secs > 0
+                && since > 0
+                && last_snapshot.elapsed() >= Duration::from_secs(every_secs));
+        if due && !shared.snapshot_running.swap(true, Relaxed) {
+            last_snapshot = Instant::now();
+            let s = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = snapshot_now(&s).await {
+                    tracing::error!(error = %e, "snapshot failed");
+                }
+                s.snapshot_running.store(false, Relaxed);
+            });
+        }
+    }
+}
+
+/// Writes a snapshot of the current state without stalling clients (the
+/// frozen copy shares memory with the live state), then truncates the log
+/// it covers once the snapshot is durable.
+pub async fn snapshot_now(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let (frozen, lsn) = {
+        let ks = shared.keyspace.lock();
+        (ks.state().freeze(), ks.lsn())
+    };
+    // The snapshot must not be ahead of the durable log.
+    shared.committer.wait(lsn).await;
+    let s = shared.clone();
+    let keep = shared.config.read().snapshots_keep;
+    let t0 = Instant::now();
+    let info = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let info = s.snapshots.write(&frozen)?;
+        s.log
+            .truncate_covered(frozen.version_vector())
+            .map_err(std::io::Error::other)?;
+        s.snapshots.prune(keep)?;
+        Ok(info)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    shared.stats.snapshots_written.fetch_add(1, Relaxed);
+    shared
+        .stats
+        .last_snapshot_unix
+        .store(unix_ms() / 1000, Relaxed);
+    shared
+        .stats
+        .last_snapshot_ms
+        .store(t0.elapsed().as_millis() as u64, Relaxed);
+    shared.ops_at_last_snapshot.store(info.ops, Relaxed);
+    tracing::info!(path = %info.path.display(), ops = info.ops, bytes = info.size, elapsed_ms = t0.elapsed().as_millis() as u64, "snapshot written");
+    Ok(())
+}
+
+/// Resident set size of this process (what maxmemory is compared to).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+impl ServerHooks for Shared {
+    fn info(&self, ks: &Keyspace, section: Option<&str>) -> String {
+        let c = self.config.read();
+        let all = matches!(
+            section,
+            None | Some("all") | Some("everything") | Some("default")
+        );
+        let want = |s: &str| all || section == Some(s);
+        let mut out = String::new();
+        if want("server") {
+            out.push_str(&format!(
+                "# Server\r\nredis_version:7.2.0\r\nbraid_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nregion:{}\r\nregion_id:{}\r\n\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::process::id(),
+                self.local_addr.port(),
+                self.started.elapsed().as_secs(),
+                c.region,
+                c.region_id,
+            ));
+        }
+        if want("clients") {
+            out.push_str(&format!(
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+                self.clients.lock().len(),
+                c.maxclients
+            ));
+        }
+        if want("memory") {
+            let used = self.used_memory.load(Relaxed);
+            out.push_str(&format!(
+                "# Memory\r\nused_memory:{used}\r\nused_memory_rss:{used}\r\nmaxmemory:{}\r\nmaxmemory_policy:noeviction\r\n\r\n",
+                c.maxmemory.0
+            ));
+        }
+        if want("persistence") {
+            let durable = match self.committer.durable() {
+                Durable::UpTo(n) => n.to_string(),
+                Durable::Failed => "failed".into(),
+            };
+            out.push_str(&format!(
+                "# Persistence\r\nloading:0\r\nfsync_policy:{}\r\naof_enabled:1\r\nlog_writes:{}\r\nlog_ops_written:{}\r\nlog_durable_lsn:{durable}\r\nlog_applied_lsn:{}\r\nsnapshots_written:{}\r\nsnapshot_in_progress:{}\r\nlast_snapshot_time:{}\r\nlast_snapshot_duration_ms:{}\r\nrdb_last_save_time:{}\r\n\r\n",
+                c.fsync,
+                self.committer.stats.writes.load(Relaxed),
+                self.committer.stats.ops.load(Relaxed),
+                ks.lsn(),
+                self.stats.snapshots_written.load(Relaxed),
+                u8::from(self.snapshot_running.load(Relaxed)),
+                self.stats.last_snapshot_unix.load(Relaxed),
+                self.stats.last_snapshot_ms.load(Relaxed),
+                self.stats.last_snapshot_unix.load(Relaxed),
+            ));
+        }
+        if want("stats") {
+            out.push_str(&format!(
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nlocal_ops:{}\r\nconflicts_resolved:{}\r\n\r\n",
+                self.stats.connections_received.load(Relaxed),
+                self.stats.commands_processed.load(Relaxed),
+                self.stats.rejected_connections.load(Relaxed),
+                ks.stats.expired_keys,
+                ks.stats.local_ops,
+                ks.stats.conflicts,
+            ));
+        }
+        if want("keyspace") {
+            out.push_str("# Keyspace\r\n");
+            if !ks.is_empty() {
+                out.push_str(&format!(
+                    "db0:keys={},expires={},avg_ttl=0\r\n",
+                    ks.len(),
+                    ks.owned_deadlines()
+                ));
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    fn config_get(&self, pattern: &[u8]) -> Vec<(String, String)> {
+        let c = self.config.read();
+        let all = [
+            ("bind", c.bind.to_string()),
+            ("port", c.port.to_string()),
+            ("dir", c.data_dir.display().to_string()),
+            ("data-dir", c.data_dir.display().to_string()),
+            ("region", c.region.clone()),
+            ("region-id", c.region_id.to_string()),
+            ("fsync", c.fsync.to_string()),
+            ("appendonly", "yes".to_string()),
+            ("appendfsync", c.fsync.to_string()),
+            ("save", String::new()),
+            ("requirepass", c.requirepass.clone().unwrap_or_default()),
+            ("maxmemory", c.maxmemory.0.to_string()),
+            ("maxmemory-policy", "noeviction".to_string()),
+            ("maxclients", c.maxclients.to_string()),
+            ("databases", "1".to_string()),
+            ("snapshot-every-ops", c.snapshot_every_ops.to_string()),
+            ("snapshot-every-secs", c.snapshot_every_secs.to_string()),
+            ("snapshots-keep", c.snapshots_keep.to_string()),
+            ("proto-max-bulk-len", c.proto_max_bulk_len.0.to_string()),
+            (
+                "client-query-buffer-limit",
+                c.client_query_buffer_limit.0.to_string(),
+            ),
+        ];
+        all.into_iter()
+            .filter(|(k, _)| config_matches(pattern, k))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    fn config_set(&self, name: &str, value: &str) -> Result<(), String> {
+        let mut c = self.config.write();
+        match name {
+            "requirepass" => c.requirepass = (!value.is_empty()).then(|| value.to_string()),
+            "maxmemory" => c.maxmemory = value.parse()?,
+            "maxclients" => {
+                c.maxclients = value
+                    .parse()
+                    .map_err(|_| "argument must be a number".to_string())?
+            }
+            "snapshot-every-ops" => {
+                c.snapshot_every_ops = value
+                    .parse()
+                    .map_err(|_| "argument must be a number".to_string())?
+            }
+            "snapshot-every-secs" => {
+                c.snapshot_every_secs = value
+                    .parse()
+                    .map_err(|_| "argument must be a number".to_string())?
+            }
+            "snapshots-keep" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| "argument must be a number".to_string())?;
+                if n == 0 {
+                    return Err("argument must be at least 1".into());
+                }
+                c.snapshots_keep = n;
+            }
+            "fsync" | "appendfsync" => {
+                let p: FsyncPolicy = value.parse()?;
+                if p != c.fsync {
+                    return Err("fsync can only be changed by restarting the server".into());
+                }
+            }
+            _ => return Err("Unknown option or number of arguments for CONFIG SET".into()),
+        }
+        Ok(())
+    }
+
+    fn client_list(&self) -> String {
+        let clients = self.clients.lock();
+        let mut out = String::new();
+        for (id, c) in clients.iter() {
+            out.push_str(&format!(
+                "id={id} addr={} name={} age={} db=0\n",
+                c.addr,
+                c.name,
+                c.since.elapsed().as_secs()
+            ));
+        }
+        out
+    }
+
+    fn requirepass(&self) -> Option<String> {
+        self.config.read().requirepass.clone()
+    }
+
+    fn shutdown(&self) {
+        self.request_shutdown();
+    }
+
+    fn over_maxmemory(&self) -> bool {
+        let max = self.config.read().maxmemory.0;
+        max > 0 && self.used_memory.load(Relaxed) > max
+    }
+}

@@ -1,0 +1,371 @@
+//! One client's session: the commands that change connection state (AUTH,
+//! HELLO, CLIENT, SELECT, QUIT, RESET) and transactions (MULTI, EXEC,
+//! DISCARD, WATCH), around the command table.
+
+use bytes::Bytes;
+
+use crate::command::args::is;
+use crate::command::{self, ClientInfo, Ctx, ServerHooks, DENYOOM, NOAUTH, WRITE};
+use crate::keyspace::Keyspace;
+use crate::resp::Frame;
+
+/// What the connection should do after a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Keep serving.
+    Continue,
+    /// Send the reply, then close (QUIT).
+    Close,
+}
+
+/// Per-connection state beyond [`ClientInfo`].
+#[derive(Debug, Default)]
+pub struct Session {
+    /// The client's facts.
+    pub client: ClientInfo,
+    multi: Option<Vec<Vec<Bytes>>>,
+    multi_failed: bool,
+    watched: Vec<(Bytes, u64)>,
+}
+
+const NOAUTH_REPLY: &str = "NOAUTH Authentication required.";
+
+impl Session {
+    /// A new session; `authenticated` when no password is required.
+    pub fn new(client: ClientInfo) -> Self {
+        Session {
+            client,
+            ..Session::default()
+        }
+    }
+
+    /// Whether a MULTI is open.
+    pub fn in_multi(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// Runs one request.
+    pub fn handle(
+        &mut self,
+        ks: &mut Keyspace,
+        server: &dyn ServerHooks,
+        now_ms: u64,
+        args: Vec<Bytes>,
+    ) -> (Frame, After) {
+        let Some(name) = args.first() else {
+            return (Frame::error("ERR empty command"), After::Continue);
+        };
+        let name = name.to_ascii_lowercase();
+        let spec = command::lookup(&name);
+        let session_cmd = matches!(
+            name.as_slice(),
+            b"auth"
+                | b"hello"
+                | b"quit"
+                | b"reset"
+                | b"client"
+                | b"select"
+                | b"multi"
+                | b"exec"
+                | b"discard"
+                | b"watch"
+                | b"unwatch"
+        );
+        if !self.client.authenticated
+            && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit" | b"reset")
+            && spec.is_none_or(|s| s.flags & NOAUTH == 0)
+        {
+            if self.multi.is_some() {
+                self.multi_failed = true;
+            }
+            return (Frame::error(NOAUTH_REPLY), After::Continue);
+        }
+        if self.multi.is_some()
+            && !matches!(
+                name.as_slice(),
+                b"exec" | b"discard" | b"multi" | b"watch" | b"quit" | b"reset"
+            )
+        {
+            return (
+                self.queue(
+                    spec.map(|s| (s.name, s.arity_ok(args.len()))),
+                    session_cmd,
+                    args,
+                ),
+                After::Continue,
+            );
+        }
+        if session_cmd {
+            return self.session_command(ks, server, now_ms, &name, &args);
+        }
+        let Some(spec) = spec else {
+            return (command::unknown_command(&args), After::Continue);
+        };
+        if spec.flags & (WRITE | DENYOOM) == (WRITE | DENYOOM) && server.over_maxmemory() {
+            return (
+                Frame::error("OOM command not allowed when used memory > 'maxmemory'."),
+                After::Continue,
+            );
+        }
+        (self.run(ks, server, now_ms, &args), After::Continue)
+    }
+
+    fn run(
+        &mut self,
+        ks: &mut Keyspace,
+        server: &dyn ServerHooks,
+        now_ms: u64,
+        args: &[Bytes],
+    ) -> Frame {
+        let mut ctx = Ctx {
+            ks,
+            now_ms,
+            client: &mut self.client,
+            server,
+        };
+        command::execute(&mut ctx, args)
+    }
+
+    fn queue(
+        &mut self,
+        spec: Option<(&'static str, bool)>,
+        session_cmd: bool,
+        args: Vec<Bytes>,
+    ) -> Frame {
+        let error = match spec {
+            None if !session_cmd => Some(command::unknown_command(&args)),
+            Some((name, false)) => Some(command::wrong_arity(name)),
+            _ => None,
+        };
+        if let Some(e) = error {
+            self.multi_failed = true;
+            return e;
+        }
+        if let Some(q) = self.multi.as_mut() {
+            q.push(args);
+        }
+        Frame::queued()
+    }
+
+    fn session_command(
+        &mut self,
+        ks: &mut Keyspace,
+        server: &dyn ServerHooks,
+        now_ms: u64,
+        name: &[u8],
+        a: &[Bytes],
+    ) -> (Frame, After) {
+        let reply = match name {
+            b"quit" => return (Frame::ok(), After::Close),
+            b"auth" => self.auth(server, &a[1..]),
+            b"hello" => self.hello(server, &a[1..]),
+            b"reset" => {
+                self.discard_all(ks);
+                self.client.resp = 2;
+                self.client.name = None;
+                self.client.authenticated = server.requirepass().is_none();
+                Frame::simple("RESET")
+            }
+            b"select" => match a.get(1).map(|d| &d[..]) {
+                _ if a.len() != 2 => command::wrong_arity("select"),
+                Some(b"0") => Frame::ok(),
+                Some(d) if crate::crdt::number::parse_i64(d).is_some() => {
+                    Frame::error("ERR DB index is out of range")
+                }
+                _ => command::args::not_integer(),
+            },
+            b"client" => self.client_command(server, a),
+            b"multi" => {
+                if a.len() != 1 {
+                    command::wrong_arity("multi")
+                } else if self.multi.is_some() {
+                    Frame::error("ERR MULTI calls can not be nested")
+                } else {
+                    self.multi = Some(Vec::new());
+                    self.multi_failed = false;
+                    Frame::ok()
+                }
+            }
+            b"discard" => {
+                if self.multi.is_none() {
+                    Frame::error("ERR DISCARD without MULTI")
+                } else {
+                    self.discard_all(ks);
+                    Frame::ok()
+                }
+            }
+            b"watch" => {
+                if a.len() < 2 {
+                    command::wrong_arity("watch")
+                } else if self.multi.is_some() {
+                    Frame::error("ERR WATCH inside MULTI is not allowed")
+                } else {
+                    for k in &a[1..] {
+                        let v = ks.watch(k);
+                        // An expired key is treated as changed when it expires:
+                        // remember whether it was live.
+                        self.watched.push((k.clone(), v));
+                    }
+                    Frame::ok()
+                }
+            }
+            b"unwatch" => {
+                self.unwatch_all(ks);
+                Frame::ok()
+            }
+            b"exec" => self.exec(ks, server, now_ms),
+            _ => command::unknown_command(a),
+        };
+        (reply, After::Continue)
+    }
+
+    fn unwatch_all(&mut self, ks: &mut Keyspace) {
+        for (k, _) in self.watched.drain(..) {
+            ks.unwatch(&k);
+        }
+    }
+
+    fn discard_all(&mut self, ks: &mut Keyspace) {
+        self.multi = None;
+        self.multi_failed = false;
+        self.unwatch_all(ks);
+    }
+
+    fn exec(&mut self, ks: &mut Keyspace, server: &dyn ServerHooks, now_ms: u64) -> Frame {
+        let Some(queued) = self.multi.take() else {
+            return Frame::error("ERR EXEC without MULTI");
+        };
+        if self.multi_failed {
+            self.discard_all(ks);
+            return Frame::error("EXECABORT Transaction discarded because of previous errors.");
+        }
+        let touched = self.watched.iter().any(|(k, v)| ks.watch_version(k) != *v);
+        self.unwatch_all(ks);
+        if touched {
+            return Frame::NullArray;
+        }
+        if queued.iter().any(|c| {
+            command::lookup(&c[0]).is_some_and(|s| s.flags & (WRITE | DENYOOM) == (WRITE | DENYOOM))
+        }) && server.over_maxmemory()
+        {
+            return Frame::error("EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.");
+        }
+        ks.begin_txn();
+        let replies = queued
+            .into_iter()
+            .map(|args| self.run(ks, server, now_ms, &args))
+            .collect();
+        ks.commit_txn();
+        Frame::Array(replies)
+    }
+
+    /// Drops watches when the connection ends.
+    pub fn close(&mut self, ks: &mut Keyspace) {
+        self.discard_all(ks);
+    }
+
+    fn auth(&mut self, server: &dyn ServerHooks, a: &[Bytes]) -> Frame {
+        let (user, pass) = match a {
+            [p] => (None, p),
+            [u, p] => (Some(u), p),
+            _ => return command::wrong_arity("auth"),
+        };
+        let Some(required) = server.requirepass() else {
+            return Frame::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        };
+        if user.is_some_and(|u| &u[..] != b"default") || pass[..] != *required.as_bytes() {
+            return Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
+        }
+        self.client.authenticated = true;
+        Frame::ok()
+    }
+
+    fn hello(&mut self, server: &dyn ServerHooks, a: &[Bytes]) -> Frame {
+        let mut i = 0;
+        let mut resp = self.client.resp;
+        if let Some(v) = a.first() {
+            match crate::crdt::number::parse_i64(v) {
+                Some(2) => resp = 2,
+                Some(3) => resp = 3,
+                Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
+                None => {
+                    return Frame::error("ERR Protocol version is not an integer or out of range")
+                }
+            }
+            i = 1;
+        }
+        while i < a.len() {
+            if is(&a[i], "auth") && i + 2 < a.len() {
+                let reply = self.auth(server, &a[i + 1..i + 3]);
+                if matches!(reply, Frame::Error(_)) {
+                    return reply;
+                }
+                i += 3;
+            } else if is(&a[i], "setname") && i + 1 < a.len() {
+                self.client.name = Some(a[i + 1].clone());
+                i += 2;
+            } else {
+                return Frame::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&a[i])
+                ));
+            }
+        }
+        if !self.client.authenticated {
+            return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        }
+        self.client.resp = resp;
+        Frame::Map(vec![
+            (Frame::bulk("server"), Frame::bulk("redis")),
+            (Frame::bulk("version"), Frame::bulk("7.2.0")),
+            (Frame::bulk("proto"), Frame::Integer(i64::from(resp))),
+            (Frame::bulk("id"), Frame::Integer(self.client.id as i64)),
+            (Frame::bulk("mode"), Frame::bulk("standalone")),
+            (Frame::bulk("role"), Frame::bulk("master")),
+            (Frame::bulk("modules"), Frame::Array(Vec::new())),
+        ])
+    }
+
+    fn client_command(&mut self, server: &dyn ServerHooks, a: &[Bytes]) -> Frame {
+        let Some(sub) = a.get(1) else {
+            return command::wrong_arity("client");
+        };
+        if is(sub, "setname") && a.len() == 3 {
+            if a[2].iter().any(|c| *c <= b' ' || *c > b'~') {
+                return Frame::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            self.client.name = (!a[2].is_empty()).then(|| a[2].clone());
+            Frame::ok()
+        } else if is(sub, "getname") && a.len() == 2 {
+            self.client.name.clone().map_or(Frame::Null, Frame::Bulk)
+        } else if is(sub, "id") && a.len() == 2 {
+            Frame::Integer(self.client.id as i64)
+        } else if is(sub, "list") {
+            Frame::verbatim_txt(server.client_list())
+        } else if is(sub, "info") && a.len() == 2 {
+            Frame::verbatim_txt(format!(
+                "id={} addr={} name={} resp={}\n",
+                self.client.id,
+                self.client.addr,
+                self.client
+                    .name
+                    .as_ref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default(),
+                self.client.resp
+            ))
+        } else if (is(sub, "setinfo") && a.len() == 4) || is(sub, "no-evict") || is(sub, "no-touch")
+        {
+            Frame::ok()
+        } else {
+            Frame::error(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(sub)
+            ))
+        }
+    }
+}

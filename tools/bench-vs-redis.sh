@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Braid against a local redis-server, side by side in one run, with
+# redis-benchmark: SET GET INCR SADD HSET LPUSH ZADD, -c 50, -P 1 and -P 16.
+# Braid fsync=always / everysec against Redis appendfsync always / everysec /
+# no persistence. Prints requests per second, p50/p99 latency and ratios.
+#
+#   tools/bench-vs-redis.sh            # default: 100000 requests per test
+#   REQUESTS=20000 tools/bench-vs-redis.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=${REQUESTS:-100000}
+CLIENTS=${CLIENTS:-50}
+TESTS=${TESTS:-set,get,incr,sadd,hset,lpush,zadd}
+PIPELINES=${PIPELINES:-"1 16"}
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y redis-server redis-tools" >&2; exit 1; }
+done
+
+echo "building braid-server (release)…" >&2
+cargo build --release --bin braid-server >&2
+BIN="${CARGO_TARGET_DIR:-target}/release/braid-server"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 300); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
+
+start_redis() { # name, extra args…
+  local name=$1; shift; local p; p=$(port); mkdir -p "$WORK/$name"
+  redis-server --port "$p" --dir "$WORK/$name" --save '' "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!); wait_up "$p"; echo "$p"
+}
+start_braid() { # name, fsync
+  local name=$1; local p; p=$(port)
+  RUST_LOG=warn "$BIN" --port "$p" --data-dir "$WORK/$name" --fsync "$2" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!); wait_up "$p"; echo "$p"
+}
+
+declare -A PORT
+PORT[redis_always]=$(start_redis redis_always --appendonly yes --appendfsync always)
+PORT[redis_everysec]=$(start_redis redis_everysec --appendonly yes --appendfsync everysec)
+PORT[redis_none]=$(start_redis redis_none --appendonly no)
+PORT[braid_always]=$(start_braid braid_always always)
+PORT[braid_everysec]=$(start_braid braid_everysec everysec)
+
+declare -A RPS P50 P99
+for P in $PIPELINES; do
+  for name in redis_always braid_always redis_everysec braid_everysec redis_none; do
+    echo "running $name -P $P…" >&2
+    redis-cli -p "${PORT[$name]}" FLUSHALL >/dev/null
+    # CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
+      test=${test//\"/}; [ "$test" = test ] && continue
+      t=$(echo "$test" | awk '{print tolower($1)}')
+      RPS[$name,$P,$t]=${rps//\"/}; P50[$name,$P,$t]=${p50//\"/}; P99[$name,$P,$t]=${p99//\"/}
+    done < <(redis-benchmark -p "${PORT[$name]}" -t "$TESTS" -n "$REQUESTS" -c "$CLIENTS" -P "$P" -r 100000 --csv 2>/dev/null)
+  done
+done
+
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
+
+echo
+echo "requests/s (p50 / p99 ms), $REQUESTS requests, $CLIENTS clients, $(nproc) cores, $(date -u +%F)"
+printf '| %-6s | %-2s | %-22s | %-22s | %-5s | %-22s | %-22s | %-5s | %-22s | %-5s |\n' \
+  test P "redis always" "braid always" ratio "redis everysec" "braid everysec" ratio "redis no persistence" ratio
+printf '|%s|\n' "--------|----|------------------------|------------------------|-------|------------------------|------------------------|-------|------------------------|-------"
+for P in $PIPELINES; do
+  for t in ${TESTS//,/ }; do
+    cell() { echo "${RPS[$1,$P,$t]:-?} (${P50[$1,$P,$t]:-?}/${P99[$1,$P,$t]:-?})"; }
+    printf '| %-6s | %-2s | %-22s | %-22s | %-5s | %-22s | %-22s | %-5s | %-22s | %-5s |\n' \
+      "$t" "$P" "$(cell redis_always)" "$(cell braid_always)" \
+      "$(ratio "${RPS[braid_always,$P,$t]:-0}" "${RPS[redis_always,$P,$t]:-0}")" \
+      "$(cell redis_everysec)" "$(cell braid_everysec)" \
+      "$(ratio "${RPS[braid_everysec,$P,$t]:-0}" "${RPS[redis_everysec,$P,$t]:-0}")" \
+      "$(cell redis_none)" \
+      "$(ratio "${RPS[braid_everysec,$P,$t]:-0}" "${RPS[redis_none,$P,$t]:-0}")"
+  done
+done
+echo
+echo "ratios: braid always / redis always; braid everysec / redis everysec; braid everysec / redis without persistence"
