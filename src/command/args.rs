@@ -39,7 +39,19 @@ pub fn positive(arg: &[u8], what: &str) -> Result<u64, Frame> {
 
 /// A float argument (scores, INCRBYFLOAT).
 pub fn float(arg: &[u8]) -> Result<f64, Frame> {
-    parse_f64(arg).ok_or_else(not_float)
+    match parse_f64(arg) {
+        // A number that overflows to infinity is out of range (strtod's
+        // ERANGE), unlike a literal "inf".
+        Some(v)
+            if v.is_infinite()
+                && !arg.to_ascii_lowercase().ends_with(b"inf")
+                && !arg.to_ascii_lowercase().ends_with(b"infinity") =>
+        {
+            Err(not_float())
+        }
+        Some(v) => Ok(v),
+        None => Err(not_float()),
+    }
 }
 
 /// A finite decimal (INCRBYFLOAT, HINCRBYFLOAT).
@@ -55,4 +67,18 @@ pub fn is(arg: &[u8], word: &str) -> bool {
 /// Copies argument `i` (cheap: arguments are `Bytes`).
 pub fn at(args: &[Bytes], i: usize) -> Bytes {
     args.get(i).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_rejects_overflow_but_takes_literal_infinity() {
+        assert!(float(b"1e400").is_err());
+        assert_eq!(float(b"+inf"), Ok(f64::INFINITY));
+        assert_eq!(float(b"-infinity"), Ok(f64::NEG_INFINITY));
+        assert_eq!(float(b"1.5"), Ok(1.5));
+        assert!(float(b"nan").is_err());
+    }
 }

@@ -33,20 +33,6 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "renamenx", arity: 3, flags: WRITE | FAST, keys: (1, 2, 1), run: renamenx },
 ];
 
-/// Shards of the keyspace, walked by SCAN's cursor.
-// TODO(sharded state): use State::shard_count/shard_entries once the
-// copy-on-write sharded state lands; one shard until then.
-fn shard_count(_state: &crate::crdt::State) -> usize {
-    1
-}
-
-fn shard_entries(
-    state: &crate::crdt::State,
-    _i: usize,
-) -> impl Iterator<Item = (&Bytes, &crate::crdt::Entry)> {
-    state.entries()
-}
-
 fn live(ctx: &Ctx, key: &[u8]) -> bool {
     ctx.ks.get(key, ctx.now_ms).is_some()
 }
@@ -118,11 +104,11 @@ fn scan(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     let state = ctx.ks.state();
     // The cursor walks the keyspace's shards: every key present for the
     // whole scan is returned at least once, as Redis guarantees.
-    let shards = shard_count(state) as u64;
+    let shards = state.shard_count() as u64;
     let mut next = cursor.min(shards);
     let mut out = Vec::new();
     while next < shards && out.len() < count {
-        for (k, e) in shard_entries(state, next as usize) {
+        for (k, e) in state.shard_entries(next as usize) {
             if !e.is_live(now) {
                 continue;
             }
@@ -149,10 +135,11 @@ fn randomkey(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
     if state.is_empty() {
         return Frame::Null;
     }
-    let shards = shard_count(state);
+    let shards = state.shard_count();
     let start = fastrand::usize(0..shards.max(1));
     for i in 0..shards {
-        let live: Vec<&Bytes> = shard_entries(state, (start + i) % shards)
+        let live: Vec<&Bytes> = state
+            .shard_entries((start + i) % shards)
             .filter(|(_, e)| e.is_live(now))
             .map(|(k, _)| k)
             .collect();

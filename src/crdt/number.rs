@@ -11,12 +11,16 @@ use std::str::FromStr;
 
 use super::codec::{self, DecodeError, Reader};
 
-/// Significant digits shown for fractional results, as Redis' `INCRBYFLOAT`.
-const SHOWN_DIGITS: u64 = 17;
+/// Digits after the decimal point shown for fractional results, as Redis'
+/// `INCRBYFLOAT` (`%.17Lf`).
+const SHOWN_FRACTION_DIGITS: i64 = 17;
+/// Longest float argument taken digit for digit (longer ones go through f64).
+const MAX_EXACT_INPUT: usize = 40;
 
-/// An exact decimal. Built only from finite `f64` values (by their shortest
-/// round-trip form), so it has at most 17 significant digits and an exponent
-/// inside the `f64` range: sums of them stay small.
+/// An exact decimal. Built only from finite numbers: a short argument digit
+/// for digit, anything else by its `f64`'s shortest round-trip form. So it
+/// has at most 40 significant digits and an exponent inside the `f64` range:
+/// sums of them stay small.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Decimal(BigDecimal);
 
@@ -45,6 +49,16 @@ impl Decimal {
     /// number (no `nan`, no `inf`), no spaces.
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         let v = parse_f64(bytes)?;
+        if v != 0.0 && v.is_finite() && bytes.len() <= MAX_EXACT_INPUT {
+            // Short inputs are taken exactly (as Redis' long double keeps
+            // 9223372036854775807 exact); the f64 check bounds the exponent.
+            if let Some(d) = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|s| BigDecimal::from_str(s).ok())
+            {
+                return Some(Decimal(d.normalized()));
+            }
+        }
         Decimal::from_f64(v)
     }
 
@@ -79,16 +93,24 @@ impl Decimal {
         self.0.to_string().parse().unwrap_or(0.0)
     }
 
-    /// Rendered as Redis renders `INCRBYFLOAT` results: at most 17
-    /// significant digits, fixed notation, no trailing zeros.
+    /// Rendered as Redis renders `INCRBYFLOAT` results: fixed notation, at
+    /// most 17 digits after the point, no trailing zeros.
     pub fn to_redis_string(&self) -> String {
         if self.0.is_zero() {
             return "0".to_string();
         }
-        let rounded = self.0.with_prec(SHOWN_DIGITS).normalized();
+        // Redis prints `%.17Lf`: 17 digits after the point, then trims zeros.
+        let rounded = self
+            .0
+            .with_scale_round(SHOWN_FRACTION_DIGITS, bigdecimal::RoundingMode::HalfEven);
         let s = rounded.to_plain_string();
-        if s.contains('.') {
+        let s = if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
+        if s == "-0" {
+            "0".to_string()
         } else {
             s
         }
@@ -362,6 +384,10 @@ mod tests {
         assert_eq!(Decimal::parse(b"10.50").unwrap().to_redis_string(), "10.5");
         assert_eq!(Decimal::parse(b"1e3").unwrap().to_redis_string(), "1000");
         assert_eq!(Decimal::parse(b"-2.5").unwrap().to_redis_string(), "-2.5");
+        let big = Decimal::parse(b"9223372036854775807").unwrap();
+        let one = Decimal::parse(b"1").unwrap();
+        // Exact like Redis' long double here, not rounded to 17 significant digits.
+        assert_eq!(big.add(&one).to_redis_string(), "9223372036854775808");
         assert!(Decimal::parse(b"nan").is_none());
         assert!(Decimal::parse(b"inf").is_none());
         assert!(Decimal::parse(b"1e999").is_none());

@@ -279,6 +279,20 @@ impl State {
             .flat_map(|s| s.iter().map(|(k, e)| (k, &**e)))
     }
 
+    /// Number of shards: SCAN's cursor walks them, so a key present for a
+    /// whole scan is returned at least once whatever is written meanwhile.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The entries of one shard (empty past the last shard).
+    pub fn shard_entries(&self, shard: usize) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.shards
+            .get(shard)
+            .into_iter()
+            .flat_map(|s| s.iter().map(|(k, e)| (k, &**e)))
+    }
+
     /// Total metadata items held: what garbage collection keeps bounded.
     pub fn metadata_len(&self) -> usize {
         self.entries().map(|(_, e)| e.metadata_len()).sum()
