@@ -125,4 +125,5 @@ impl Node {
             .report(other.id(), other.replica.state.version_vector());
     }
 }
+pub mod history;
 pub mod server;
