@@ -145,6 +145,9 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Listen for signals before the port opens, so that a SIGTERM sent
+        // as soon as the server accepts connections is a graceful stop.
+        let signals = Signals::install();
         let running = match braid::server::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -154,27 +157,55 @@ fn main() -> ExitCode {
             }
         };
         let stop = braid::server::Stopper::from(&running);
-        tokio::spawn(async move {
-            wait_for_signal().await;
+        let on_signal = tokio::spawn(async move {
+            signals.wait().await;
             tracing::info!("signal received, shutting down");
             stop.stop();
         });
         running.wait().await;
+        // Drop the last handle on the server so the op log closes here,
+        // before the process exits.
+        on_signal.abort();
+        let _ = on_signal.await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+/// SIGTERM and SIGINT, registered up front.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn wait(mut self) {
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = int => {}
         }
     }
 }

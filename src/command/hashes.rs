@@ -232,6 +232,17 @@ fn hincrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         }
         Err(e) => return e,
     };
+    // A field holding an infinity parses as a float, as in Redis, and the
+    // sum is refused as infinite.
+    let field = match read_hash(ctx, &a[1]) {
+        Ok(h) => h.and_then(|h| h.get(&a[2])).map(|(v, _)| v),
+        Err(e) => return e,
+    };
+    if field
+        .is_some_and(|v| args::decimal(&v).is_err() && parse_f64(&v).is_some_and(f64::is_infinite))
+    {
+        return write_error(WriteError::FloatOverflow);
+    }
     if let Err(e) = write(ctx, at(a, 1), Intent::HIncrByFloat(at(a, 2), by)) {
         return e;
     }

@@ -156,10 +156,7 @@ fn dbsize(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
 
 /// EXPIRE family: `unit_ms` converts the argument to ms; `absolute` for *AT.
 fn expire_generic(ctx: &mut Ctx, a: &[Bytes], unit_ms: u64, absolute: bool) -> Frame {
-    let n = match args::int(&a[2]) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
+    // Redis checks the options before the time.
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in &a[3..] {
         if is(opt, "nx") {
@@ -183,6 +180,10 @@ fn expire_generic(ctx: &mut Ctx, a: &[Bytes], unit_ms: u64, absolute: bool) -> F
     if gt && lt {
         return Frame::error("ERR GT and LT options at the same time are not compatible");
     }
+    let n = match args::int(&a[2]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
     let cmd = ctx.client.current;
     let invalid = || Frame::error(format!("ERR invalid expire time in '{cmd}' command"));
     let Some(ms) = n.checked_mul(unit_ms as i64) else {

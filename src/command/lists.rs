@@ -237,7 +237,7 @@ fn lmpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 /// Pops from `src` and pushes onto `dst` as one transaction, so regions see
 /// the move whole; with `src == dst` it rotates the list.
 fn move_one(ctx: &mut Ctx, src: &Bytes, dst: &Bytes, from_left: bool, to_left: bool) -> Frame {
-    let value = match read_list(ctx, src) {
+    let (value, len) = match read_list(ctx, src) {
         Ok(Some(l)) => {
             let end = if from_left {
                 l.iter().next()
@@ -245,7 +245,7 @@ fn move_one(ctx: &mut Ctx, src: &Bytes, dst: &Bytes, from_left: bool, to_left: b
                 l.iter().next_back()
             };
             match end {
-                Some((_, v)) => v.clone(),
+                Some((_, v)) => (v.clone(), l.len()),
                 None => return Frame::Null,
             }
         }
@@ -254,6 +254,12 @@ fn move_one(ctx: &mut Ctx, src: &Bytes, dst: &Bytes, from_left: bool, to_left: b
     };
     if let Err(e) = read_list(ctx, dst) {
         return e;
+    }
+    // Rotating a one-element list changes nothing. As a pop and a push it
+    // would empty the list in between, which deletes the key and its TTL;
+    // Redis pushes back into the same list and keeps both.
+    if src == dst && len == 1 {
+        return Frame::Bulk(value);
     }
     let now = ctx.now_ms;
     ctx.ks.begin_txn();

@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use super::args::{self, at, is, syntax_error};
 use super::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
+use crate::crdt::number::parse_f64;
 use crate::crdt::{Content, Intent, TtlChange, WriteError};
 use crate::resp::Frame;
 
@@ -83,6 +84,9 @@ fn deadline(ctx: &Ctx, unit: &[u8], value: &[u8], cmd: &str) -> Result<u64, Fram
 fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     let (mut nx, mut xx, mut get_old, mut ttl) = (false, false, false, TtlChange::Persist);
     let mut ttl_given = false;
+    // The expiry option's index: its value is read once every option has
+    // parsed, as Redis does (`SET k v PX NX 10` is a syntax error).
+    let mut expiry = None;
     let mut i = 3;
     while i < a.len() {
         let opt = &a[i];
@@ -99,16 +103,19 @@ fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
             && !ttl_given
             && i + 1 < a.len()
         {
-            match deadline(ctx, opt, &a[i + 1], "set") {
-                Ok(at) => ttl = TtlChange::ExpireAt(at),
-                Err(e) => return e,
-            }
+            expiry = Some(i);
             ttl_given = true;
             i += 1;
         } else {
             return syntax_error();
         }
         i += 1;
+    }
+    if let Some(i) = expiry {
+        match deadline(ctx, &a[i], &a[i + 1], "set") {
+            Ok(at) => ttl = TtlChange::ExpireAt(at),
+            Err(e) => return e,
+        }
     }
     let old = if get_old {
         match read_string(ctx, &a[1]) {
@@ -332,20 +339,21 @@ fn getdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
-    let mut change: Option<Intent> = None;
+    // PERSIST, or the expiry option's index; its value is validated only
+    // once the key is known to hold a string, as Redis does (a missing key
+    // answers nil and another type WRONGTYPE, whatever the time says).
+    let (mut persist, mut expiry): (bool, Option<usize>) = (false, None);
     let mut i = 2;
     while i < a.len() {
         let opt = &a[i];
-        if is(opt, "persist") && change.is_none() {
-            change = Some(Intent::Persist);
+        if is(opt, "persist") && !persist && expiry.is_none() {
+            persist = true;
         } else if ["ex", "px", "exat", "pxat"].iter().any(|u| is(opt, u))
-            && change.is_none()
+            && !persist
+            && expiry.is_none()
             && i + 1 < a.len()
         {
-            match deadline(ctx, opt, &a[i + 1], "getex") {
-                Ok(t) => change = Some(Intent::ExpireAt(t)),
-                Err(e) => return e,
-            }
+            expiry = Some(i);
             i += 1;
         } else {
             return syntax_error();
@@ -353,15 +361,24 @@ fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         i += 1;
     }
     let v = match read_string(ctx, &a[1]) {
-        Ok(v) => v,
+        Ok(Some(v)) => v,
+        Ok(None) => return Frame::Null,
         Err(e) => return e,
     };
-    if let (Some(_), Some(intent)) = (&v, change) {
+    let change = match expiry {
+        Some(i) => match deadline(ctx, &a[i], &a[i + 1], "getex") {
+            Ok(t) => Some(Intent::ExpireAt(t)),
+            Err(e) => return e,
+        },
+        None if persist => Some(Intent::Persist),
+        None => None,
+    };
+    if let Some(intent) = change {
         if let Err(e) = write(ctx, at(a, 1), intent) {
             return e;
         }
     }
-    v.map_or(Frame::Null, Frame::Bulk)
+    Frame::Bulk(v)
 }
 
 fn incr_by(ctx: &mut Ctx, a: &[Bytes], by: i64) -> Frame {
@@ -403,10 +420,29 @@ fn decrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 fn incrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+    // Redis' order: the key's type, its value, then the increment. An
+    // infinite value or increment parses as a float but gives an infinite
+    // sum, refused as such.
+    let infinite = |b: &[u8]| parse_f64(b).is_some_and(f64::is_infinite);
+    let mut overflow = false;
+    match read_string(ctx, &a[1]) {
+        Err(e) => return e,
+        Ok(Some(v)) if args::decimal(&v).is_err() => {
+            if !infinite(&v) {
+                return args::not_float();
+            }
+            overflow = true;
+        }
+        Ok(_) => {}
+    }
     let d = match args::decimal(&a[2]) {
         Ok(d) => d,
+        Err(_) if infinite(&a[2]) => return write_error(WriteError::FloatOverflow),
         Err(e) => return e,
     };
+    if overflow {
+        return write_error(WriteError::FloatOverflow);
+    }
     if let Err(e) = write(ctx, at(a, 1), Intent::IncrByFloat(d)) {
         return e;
     }

@@ -143,10 +143,18 @@ pub(super) fn at_least(arg: &[u8], min: i64, msg: &str) -> Result<i64, Frame> {
     }
 }
 
+/// A score as it is stored: `-0` becomes `0`, as Redis' small sorted sets
+/// (listpacks) store it, so ZSCORE shows `0` like ZRANGE does. (ZUNION and
+/// ZINTER replies, computed without storing, keep the sign, as in Redis.)
+fn stored(score: f64) -> f64 {
+    score + 0.0
+}
+
 /// Replaces `dst` with `items` (deleting it when there are none) as one
 /// transaction, whatever type it held, as Redis' `setKey` does.
 fn store(ctx: &mut Ctx, dst: Bytes, items: Vec<(Bytes, f64)>) -> Frame {
     let n = items.len() as i64;
+    let items: Vec<(Bytes, f64)> = items.into_iter().map(|(m, s)| (m, stored(s))).collect();
     let now = ctx.now_ms;
     ctx.ks.begin_txn();
     let result = (|| -> Result<(), WriteError> {
@@ -285,13 +293,13 @@ fn add_members(
             Some(c) => {
                 if score != c {
                     updated += 1;
-                    changed.insert(member, score);
+                    changed.insert(member, stored(score));
                 }
             }
             None if f.xx => {}
             None => {
                 added += 1;
-                changed.insert(member, score);
+                changed.insert(member, stored(score));
             }
         }
     }

@@ -257,6 +257,7 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     // Everything acknowledged is durable already; make the rest durable too.
     let lsn = shared.keyspace.lock().lsn();
     shared.committer.wait(lsn).await;
+    shared.committer.close();
     if let Err(e) = shared.log.sync() {
         tracing::error!(error = %e, "final op-log sync failed");
     }
