@@ -48,10 +48,6 @@ fn read_hash<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a HashContent>
     }
 }
 
-fn write(ctx: &mut Ctx, key: Bytes, intent: Intent) -> Result<bool, Frame> {
-    ctx.ks.write(key, intent, ctx.now_ms).map_err(write_error)
-}
-
 /// Field/value pairs with each field once, holding its last value (Redis
 /// applies them in order): one operation must not write a field twice.
 fn distinct_pairs(pairs: &[Bytes]) -> Vec<(Bytes, Bytes)> {
@@ -72,7 +68,7 @@ fn set_pairs(ctx: &mut Ctx, a: &[Bytes]) -> Result<i64, Frame> {
         Some(h) => pairs.iter().filter(|(f, _)| !h.contains(f)).count(),
         None => pairs.len(),
     };
-    write(ctx, at(a, 1), Intent::HSet(pairs))?;
+    ctx.write(at(a, 1), Intent::HSet(pairs))?;
     Ok(added as i64)
 }
 
@@ -96,7 +92,7 @@ fn hsetnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         Ok(_) => {}
         Err(e) => return e,
     }
-    match write(ctx, at(a, 1), Intent::HSet(vec![(at(a, 2), at(a, 3))])) {
+    match ctx.write(at(a, 1), Intent::HSet(vec![(at(a, 2), at(a, 3))])) {
         Ok(_) => Frame::Integer(1),
         Err(e) => e,
     }
@@ -147,7 +143,7 @@ fn hdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     if removed == 0 {
         return Frame::Integer(0);
     }
-    match write(ctx, at(a, 1), Intent::HDel(fields)) {
+    match ctx.write(at(a, 1), Intent::HDel(fields)) {
         Ok(_) => Frame::Integer(removed as i64),
         Err(e) => e,
     }
@@ -209,7 +205,7 @@ fn hincrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         Ok(n) => n,
         Err(e) => return e,
     };
-    if let Err(e) = write(ctx, at(a, 1), Intent::HIncrBy(at(a, 2), by)) {
+    if let Err(e) = ctx.write(at(a, 1), Intent::HIncrBy(at(a, 2), by)) {
         return e;
     }
     match field_after_write(ctx, a) {
@@ -243,7 +239,7 @@ fn hincrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     {
         return write_error(WriteError::FloatOverflow);
     }
-    if let Err(e) = write(ctx, at(a, 1), Intent::HIncrByFloat(at(a, 2), by)) {
+    if let Err(e) = ctx.write(at(a, 1), Intent::HIncrByFloat(at(a, 2), by)) {
         return e;
     }
     match field_after_write(ctx, a) {

@@ -50,10 +50,6 @@ fn read_list<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a ListContent>
     }
 }
 
-fn write(ctx: &mut Ctx, key: Bytes, intent: Intent) -> Result<bool, Frame> {
-    ctx.ks.write(key, intent, ctx.now_ms).map_err(write_error)
-}
-
 /// The length after a write (0 once the key is gone).
 fn len_now(ctx: &Ctx, key: &[u8]) -> i64 {
     match ctx.ks.get(key, ctx.now_ms) {
@@ -113,7 +109,7 @@ fn push(ctx: &mut Ctx, a: &[Bytes], left: bool, only_existing: bool) -> Frame {
     } else {
         Intent::RPush(values)
     };
-    match write(ctx, at(a, 1), intent) {
+    match ctx.write(at(a, 1), intent) {
         Ok(_) => Frame::Integer(len_now(ctx, &a[1])),
         Err(e) => e,
     }
@@ -144,8 +140,7 @@ fn pop_values(ctx: &mut Ctx, key: &Bytes, left: bool, n: usize) -> Result<Vec<By
     };
     if !values.is_empty() {
         let n = values.len();
-        write(
-            ctx,
+        ctx.write(
             key.clone(),
             if left {
                 Intent::LPop(n)
@@ -425,8 +420,7 @@ fn lset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         Ok(i) => i,
         Err(e) => return e,
     };
-    match write(
-        ctx,
+    match ctx.write(
         at(a, 1),
         Intent::LSet {
             index,
@@ -458,7 +452,7 @@ fn linsert(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         pivot: at(a, 3),
         value: at(a, 4),
     };
-    match write(ctx, at(a, 1), intent) {
+    match ctx.write(at(a, 1), intent) {
         Ok(_) => Frame::Integer(len_now(ctx, &a[1])),
         Err(e) => e,
     }
@@ -479,7 +473,7 @@ fn lrem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         count,
         value: at(a, 3),
     };
-    match write(ctx, at(a, 1), intent) {
+    match ctx.write(at(a, 1), intent) {
         Ok(_) => Frame::Integer(before - len_now(ctx, &a[1])),
         Err(e) => e,
     }
@@ -490,7 +484,7 @@ fn ltrim(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return e,
     };
-    match write(ctx, at(a, 1), Intent::LTrim { start, stop }) {
+    match ctx.write(at(a, 1), Intent::LTrim { start, stop }) {
         Ok(_) => Frame::ok(),
         Err(e) => e,
     }

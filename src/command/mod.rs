@@ -60,6 +60,16 @@ pub struct Ctx<'a> {
     pub server: &'a dyn ServerHooks,
 }
 
+impl Ctx<'_> {
+    /// Performs a client write at the command's time; a refused write
+    /// becomes its Redis error reply.
+    pub fn write(&mut self, key: Bytes, intent: crate::crdt::Intent) -> Result<bool, Frame> {
+        self.ks
+            .write(key, intent, self.now_ms)
+            .map_err(strings::write_error)
+    }
+}
+
 /// What commands need from the server beyond the keyspace.
 pub trait ServerHooks: Send + Sync {
     /// `INFO` text for the given section (`None`: default sections).

@@ -51,10 +51,6 @@ fn read_set<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a SetContent>, 
     }
 }
 
-fn write(ctx: &mut Ctx, key: Bytes, intent: Intent) -> Result<bool, Frame> {
-    ctx.ks.write(key, intent, ctx.now_ms).map_err(write_error)
-}
-
 /// The arguments without repeats, first occurrence kept: one operation must
 /// name a member once (the CRDT would otherwise tag it twice), and replies
 /// count distinct members as Redis does.
@@ -223,7 +219,7 @@ fn sadd(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     };
     // Members already present are written too: re-adding them is what makes
     // them win over a concurrent SREM elsewhere (add-wins).
-    match write(ctx, at(a, 1), Intent::SAdd(members)) {
+    match ctx.write(at(a, 1), Intent::SAdd(members)) {
         Ok(_) => Frame::Integer(added as i64),
         Err(e) => e,
     }
@@ -239,7 +235,7 @@ fn srem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     if removed == 0 {
         return Frame::Integer(0);
     }
-    match write(ctx, at(a, 1), Intent::SRem(members)) {
+    match ctx.write(at(a, 1), Intent::SRem(members)) {
         Ok(_) => Frame::Integer(removed as i64),
         Err(e) => e,
     }
@@ -305,7 +301,7 @@ fn spop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     };
     if !chosen.is_empty() {
         // Exactly the members returned: a concurrent add elsewhere survives.
-        if let Err(e) = write(ctx, at(a, 1), Intent::SRem(chosen.clone())) {
+        if let Err(e) = ctx.write(at(a, 1), Intent::SRem(chosen.clone())) {
             return e;
         }
     }

@@ -48,10 +48,6 @@ pub fn read_string(ctx: &Ctx, key: &[u8]) -> Result<Option<Bytes>, Frame> {
     }
 }
 
-fn write(ctx: &mut Ctx, key: Bytes, intent: Intent) -> Result<bool, Frame> {
-    ctx.ks.write(key, intent, ctx.now_ms).map_err(write_error)
-}
-
 fn get(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     match read_string(ctx, &a[1]) {
         Ok(Some(v)) => Frame::Bulk(v),
@@ -133,8 +129,7 @@ fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
             Frame::Null
         };
     }
-    if let Err(e) = write(
-        ctx,
+    if let Err(e) = ctx.write(
         at(a, 1),
         Intent::Set {
             value: at(a, 2),
@@ -154,8 +149,7 @@ fn setnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     if ctx.ks.get(&a[1], ctx.now_ms).is_some() {
         return Frame::Integer(0);
     }
-    match write(
-        ctx,
+    match ctx.write(
         at(a, 1),
         Intent::Set {
             value: at(a, 2),
@@ -172,8 +166,7 @@ fn setex_common(ctx: &mut Ctx, a: &[Bytes], unit: &str, cmd: &str) -> Frame {
         Ok(t) => t,
         Err(e) => return e,
     };
-    match write(
-        ctx,
+    match ctx.write(
         at(a, 1),
         Intent::Set {
             value: at(a, 3),
@@ -207,8 +200,7 @@ fn mget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 
 fn mset_pairs(ctx: &mut Ctx, a: &[Bytes]) -> Result<(), Frame> {
     for pair in a[1..].chunks(2) {
-        write(
-            ctx,
+        ctx.write(
             pair[0].clone(),
             Intent::Set {
                 value: pair[1].clone(),
@@ -246,7 +238,7 @@ fn msetnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 fn append(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
-    if let Err(e) = write(ctx, at(a, 1), Intent::Append(at(a, 2))) {
+    if let Err(e) = ctx.write(at(a, 1), Intent::Append(at(a, 2))) {
         return e;
     }
     strlen(ctx, a)
@@ -294,8 +286,7 @@ fn setrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         Ok(_) => return Frame::error("ERR offset is out of range"),
         Err(e) => return e,
     };
-    if let Err(e) = write(
-        ctx,
+    if let Err(e) = ctx.write(
         at(a, 1),
         Intent::SetRange {
             offset,
@@ -312,8 +303,7 @@ fn getset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         Ok(v) => v,
         Err(e) => return e,
     };
-    match write(
-        ctx,
+    match ctx.write(
         at(a, 1),
         Intent::Set {
             value: at(a, 2),
@@ -331,7 +321,7 @@ fn getdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     if old.is_some() {
-        if let Err(e) = write(ctx, at(a, 1), Intent::Del) {
+        if let Err(e) = ctx.write(at(a, 1), Intent::Del) {
             return e;
         }
     }
@@ -374,7 +364,7 @@ fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         None => None,
     };
     if let Some(intent) = change {
-        if let Err(e) = write(ctx, at(a, 1), intent) {
+        if let Err(e) = ctx.write(at(a, 1), intent) {
             return e;
         }
     }
@@ -382,7 +372,7 @@ fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 fn incr_by(ctx: &mut Ctx, a: &[Bytes], by: i64) -> Frame {
-    if let Err(e) = write(ctx, at(a, 1), Intent::IncrBy(by)) {
+    if let Err(e) = ctx.write(at(a, 1), Intent::IncrBy(by)) {
         return e;
     }
     match read_string(ctx, &a[1]) {
@@ -443,7 +433,7 @@ fn incrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     if overflow {
         return write_error(WriteError::FloatOverflow);
     }
-    if let Err(e) = write(ctx, at(a, 1), Intent::IncrByFloat(d)) {
+    if let Err(e) = ctx.write(at(a, 1), Intent::IncrByFloat(d)) {
         return e;
     }
     match read_string(ctx, &a[1]) {

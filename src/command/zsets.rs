@@ -69,10 +69,6 @@ fn read_zset<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a ZSetContent>
     }
 }
 
-fn write(ctx: &mut Ctx, key: Bytes, intent: Intent) -> Result<bool, Frame> {
-    ctx.ks.write(key, intent, ctx.now_ms).map_err(write_error)
-}
-
 /// The score `member` shows after a write (read back rather than computed,
 /// since concurrent increments are summed exactly by the CRDT).
 fn score_now(ctx: &Ctx, key: &[u8], member: &[u8]) -> Option<f64> {
@@ -274,7 +270,7 @@ fn add_members(
             None if f.xx => return Ok(Frame::Null),
             None => {}
         }
-        write(ctx, key.clone(), Intent::ZIncrBy(member.clone(), by))?;
+        ctx.write(key.clone(), Intent::ZIncrBy(member.clone(), by))?;
         return Ok(score_now(ctx, key, &member).map_or(Frame::Null, Frame::Double));
     }
     if f.xx && z.is_none() {
@@ -304,11 +300,7 @@ fn add_members(
         }
     }
     if !changed.is_empty() {
-        write(
-            ctx,
-            key.clone(),
-            Intent::ZAdd(changed.into_iter().collect()),
-        )?;
+        ctx.write(key.clone(), Intent::ZAdd(changed.into_iter().collect()))?;
     }
     Ok(Frame::Integer(if f.ch { added + updated } else { added }))
 }
@@ -329,7 +321,7 @@ fn remove(ctx: &mut Ctx, key: &[u8], members: Vec<Bytes>) -> Frame {
         return Frame::Integer(0);
     }
     let n = members.len() as i64;
-    match write(ctx, Bytes::copy_from_slice(key), Intent::ZRem(members)) {
+    match ctx.write(Bytes::copy_from_slice(key), Intent::ZRem(members)) {
         Ok(_) => Frame::Integer(n),
         Err(e) => e,
     }
@@ -826,7 +818,7 @@ fn pop_members(
     };
     if !items.is_empty() {
         let members = items.iter().map(|(m, _)| m.clone()).collect();
-        write(ctx, key.clone(), Intent::ZRem(members))?;
+        ctx.write(key.clone(), Intent::ZRem(members))?;
     }
     Ok(items)
 }
