@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::args::{self, at, is, syntax_error};
 use super::strings::write_error;
-use super::zsets::at_least;
+use super::zsets::{at_least, mpop_count};
 use super::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
 use crate::crdt::list::ListContent;
 use crate::crdt::number::parse_i64;
@@ -202,19 +202,10 @@ fn lmpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     let Some(left) = side(&a[where_at]) else {
         return syntax_error();
     };
-    let mut count = None;
-    let mut j = where_at + 1;
-    while j < a.len() {
-        if count.is_none() && is(&a[j], "count") && j + 1 < a.len() {
-            match at_least(&a[j + 1], 1, "ERR count should be greater than 0") {
-                Ok(n) => count = Some(n as usize),
-                Err(e) => return e,
-            }
-            j += 2;
-        } else {
-            return syntax_error();
-        }
-    }
+    let count = match mpop_count(&a[where_at + 1..]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     for key in &a[2..where_at] {
         match read_list(ctx, key) {
             Ok(Some(l)) if !l.is_empty() => {}

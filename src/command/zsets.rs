@@ -139,6 +139,17 @@ pub(super) fn at_least(arg: &[u8], min: i64, msg: &str) -> Result<i64, Frame> {
     }
 }
 
+/// The `[COUNT n]` tail of LMPOP and ZMPOP (`None`: no COUNT given).
+pub(super) fn mpop_count(tail: &[Bytes]) -> Result<Option<usize>, Frame> {
+    match tail {
+        [] => Ok(None),
+        [word, n] if is(word, "count") => {
+            at_least(n, 1, "ERR count should be greater than 0").map(|n| Some(n as usize))
+        }
+        _ => Err(syntax_error()),
+    }
+}
+
 /// A score as it is stored: `-0` becomes `0`, as Redis' small sorted sets
 /// (listpacks) store it, so ZSCORE shows `0` like ZRANGE does. (ZUNION and
 /// ZINTER replies, computed without storing, keep the sign, as in Redis.)
@@ -872,19 +883,10 @@ fn zmpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     } else {
         return syntax_error();
     };
-    let mut count = None;
-    let mut j = where_at + 1;
-    while j < a.len() {
-        if count.is_none() && is(&a[j], "count") && j + 1 < a.len() {
-            match at_least(&a[j + 1], 1, "ERR count should be greater than 0") {
-                Ok(n) => count = Some(n as usize),
-                Err(e) => return e,
-            }
-            j += 2;
-        } else {
-            return syntax_error();
-        }
-    }
+    let count = match mpop_count(&a[where_at + 1..]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     for key in &a[2..where_at] {
         match read_zset(ctx, key) {
             Ok(Some(z)) if !z.is_empty() => {}
