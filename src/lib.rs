@@ -11,6 +11,7 @@ pub mod config;
 pub mod crdt;
 pub mod keyspace;
 pub mod oplog;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod snapshot;

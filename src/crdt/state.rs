@@ -48,7 +48,11 @@ pub const SHARDS: usize = 1024;
 
 /// One shard of the key space. Entries sit behind their own [`Arc`] so that
 /// copying a shard for a write copies pointers, not contents.
-pub(crate) type Shard = HashMap<Bytes, Arc<Entry>>;
+/// Hash maps keyed by client-chosen keys: foldhash is several times faster
+/// than SipHash and still randomly seeded per process against flooding.
+pub(crate) type KeyMap<V> = HashMap<Bytes, V, foldhash::fast::RandomState>;
+
+pub(crate) type Shard = KeyMap<Arc<Entry>>;
 
 /// The shard a key lives in. xxh3 is fixed and portable, so the layout is
 /// the same in every process (the snapshot encoder walks shards in order).
@@ -73,7 +77,7 @@ pub struct State {
     visible_keys: usize,
     /// Keys holding metadata that may become collectable, with the
     /// operations that touched them since they were last fully collected.
-    unstable: HashMap<Bytes, VersionVector>,
+    unstable: KeyMap<VersionVector>,
     /// Set when restored from a snapshot, which does not record `unstable`
     /// (see [`Restored`]).
     restored: Option<Box<Restored>>,
@@ -103,7 +107,7 @@ impl Default for State {
             digest: Accumulator::default(),
             max_hlc: Hlc::ZERO,
             visible_keys: 0,
-            unstable: HashMap::new(),
+            unstable: KeyMap::default(),
             restored: None,
         }
     }
@@ -355,7 +359,15 @@ impl State {
         f: impl FnOnce(&mut Entry, &VersionVector, &Operation),
     ) {
         let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
-        let entry = Arc::make_mut(shard.entry(key.clone()).or_default());
+        // Look up before inserting: cloning the key costs an allocation the
+        // first time a `Bytes` is shared, and most writes hit existing keys.
+        if !shard.contains_key(key) {
+            shard.insert(key.clone(), Arc::default());
+        }
+        let Some(slot) = shard.get_mut(key) else {
+            return;
+        };
+        let entry = Arc::make_mut(slot);
         let was_visible = entry.visible().is_some();
         let old_hash = entry.hash;
         f(entry, &op.deps, op);
@@ -370,10 +382,14 @@ impl State {
             shard.remove(key);
             self.unstable.remove(key);
         } else {
-            self.unstable
-                .entry(key.clone())
-                .or_default()
-                .raise(op.origin, op.seq);
+            match self.unstable.get_mut(key) {
+                Some(touched) => touched.raise(op.origin, op.seq),
+                None => {
+                    let mut touched = VersionVector::default();
+                    touched.raise(op.origin, op.seq);
+                    self.unstable.insert(key.clone(), touched);
+                }
+            }
         }
     }
 

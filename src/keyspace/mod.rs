@@ -30,12 +30,12 @@ pub struct Keyspace {
     state: State,
     /// Deadlines this region owns (it alone issues their delete), by time.
     deadlines: BTreeSet<(u64, Bytes)>,
-    deadline_of: HashMap<Bytes, u64>,
+    deadline_of: HashMap<Bytes, u64, foldhash::fast::RandomState>,
     pending: Vec<Operation>,
     txn_start: Option<usize>,
     lsn: u64,
     /// Versions of keys some client WATCHes, with how many watchers.
-    watched: HashMap<Bytes, (u64, usize)>,
+    watched: HashMap<Bytes, (u64, usize), foldhash::fast::RandomState>,
     /// Counters for `INFO`.
     pub stats: KeyspaceStats,
 }
@@ -49,11 +49,11 @@ impl Keyspace {
             clock: HlcClock::resume(state.max_hlc()),
             state,
             deadlines: BTreeSet::new(),
-            deadline_of: HashMap::new(),
+            deadline_of: HashMap::default(),
             pending: Vec::new(),
             txn_start: None,
             lsn: 0,
-            watched: HashMap::new(),
+            watched: HashMap::default(),
             stats: KeyspaceStats::default(),
         };
         ks.rebuild_deadlines();

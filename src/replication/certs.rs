@@ -1,0 +1,1 @@
+//! Cluster certificates: one CA and one certificate per region.

@@ -1,0 +1,1 @@
+//! Replication segments: a batch of operations on the wire.

@@ -1,0 +1,1 @@
+//! TLS for the replication endpoint: mutual authentication against the cluster CA.
