@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -149,6 +149,83 @@ pub struct Config {
     pub client_query_buffer_limit: ByteSize,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Active-active replication with other regions (off unless `listen` is set).
+    pub replication: ReplicationConfig,
+}
+
+/// Another region this one replicates with.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Its region name (its certificate must name it).
+    pub name: String,
+    /// Its stable numeric region id.
+    pub id: u16,
+    /// Its replication (QUIC, UDP) address.
+    pub addr: SocketAddr,
+}
+
+impl FromStr for PeerConfig {
+    type Err = String;
+    /// `name=id@host:port`, the form of `--peer`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("invalid peer '{s}' (expected name=id@host:port, e.g. eu=2@10.0.0.2:7479)");
+        let (name, rest) = s.split_once('=').ok_or_else(bad)?;
+        let (id, addr) = rest.split_once('@').ok_or_else(bad)?;
+        Ok(PeerConfig {
+            name: name.to_string(),
+            id: id.parse().map_err(|_| bad())?,
+            addr: addr.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// How this region replicates: where it listens, which peers it ships its
+/// log to, and how segments are batched.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// UDP address of this region's QUIC endpoint (none: replication off).
+    pub listen: Option<SocketAddr>,
+    /// Address peers should dial back (default: `listen`); sent in the
+    /// handshake so a peer that does not list this region still replicates
+    /// to it (how a new region joins).
+    pub advertise: Option<SocketAddr>,
+    /// Directory with `ca.pem`, `<region>.pem` and `<region>.key`, as made by
+    /// `braid-server gen-certs`.
+    pub tls_dir: PathBuf,
+    /// Peers this region connects to (the topology: all others for a mesh,
+    /// the hub for a spoke, two neighbours in a ring).
+    pub peers: Vec<PeerConfig>,
+    /// Relay other regions' operations to peers at once (hub, ring,
+    /// multi-tier). Without it they are relayed only when a peer still
+    /// lacks them after `relay_after_ms` (repairs a mesh's cut link).
+    pub forward: bool,
+    /// See `forward`.
+    pub relay_after_ms: u64,
+    /// Longest a segment waits to fill up under load (adaptive batching).
+    pub max_batch_delay_ms: u64,
+    /// Most operations per segment.
+    pub max_segment_ops: usize,
+    /// Most raw bytes per segment (a single larger operation still goes).
+    pub max_segment_bytes: ByteSize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            listen: None,
+            advertise: None,
+            tls_dir: PathBuf::from("./certs"),
+            peers: Vec::new(),
+            forward: false,
+            relay_after_ms: 1000,
+            max_batch_delay_ms: 20,
+            max_segment_ops: 10_000,
+            max_segment_bytes: ByteSize(4 * 1024 * 1024),
+        }
+    }
 }
 
 impl Default for Config {
@@ -169,6 +246,7 @@ impl Default for Config {
             proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
             log_format: LogFormat::Text,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -222,12 +300,7 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.region.is_empty()
-            || !self
-                .region
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !valid_region_name(&self.region) {
             return Err(ConfigError::Invalid {
                 key: "region",
                 message: format!(
@@ -260,8 +333,64 @@ impl Config {
                 message: "must be at least 1mb".into(),
             });
         }
+        self.validate_replication()
+    }
+
+    fn validate_replication(&self) -> Result<(), ConfigError> {
+        let r = &self.replication;
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if r.listen.is_none() && !r.peers.is_empty() {
+            return invalid(
+                "replication.listen",
+                "peers are configured but no replication address to listen on".into(),
+            );
+        }
+        let mut names = std::collections::BTreeMap::new();
+        names.insert(self.region.as_str(), self.region_id);
+        let mut ids = std::collections::BTreeSet::from([self.region_id]);
+        for p in &r.peers {
+            if !valid_region_name(&p.name) {
+                return invalid(
+                    "replication.peers",
+                    format!("peer name '{}' must be letters, digits, '-' or '_'", p.name),
+                );
+            }
+            if p.id == 0 {
+                return invalid(
+                    "replication.peers",
+                    format!("peer '{}' has id 0; ids are 1 to 65535", p.name),
+                );
+            }
+            if names.insert(p.name.as_str(), p.id).is_some() || !ids.insert(p.id) {
+                return invalid(
+                    "replication.peers",
+                    format!(
+                        "peer '{}' (id {}) repeats a region name or id (this region is '{}' id {})",
+                        p.name, p.id, self.region, self.region_id
+                    ),
+                );
+            }
+        }
+        if r.max_segment_ops == 0 {
+            return invalid("replication.max_segment_ops", "must be at least 1".into());
+        }
+        if r.max_segment_bytes.0 < 1024 {
+            return invalid(
+                "replication.max_segment_bytes",
+                "must be at least 1kb".into(),
+            );
+        }
         Ok(())
     }
+}
+
+/// Region names appear in certificates (as DNS names) and file names.
+pub fn valid_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -300,6 +429,33 @@ mod tests {
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         let c = Config::from_toml("maxmemory = \"2gb\"\n").unwrap();
         assert_eq!(c.maxmemory, ByteSize(2 << 30));
+    }
+
+    #[test]
+    fn replication_section_parses_and_is_checked() {
+        let c = Config::from_toml(
+            "region = \"us\"\nregion_id = 1\n[replication]\nlisten = \"127.0.0.1:7479\"\n\
+             [[replication.peers]]\nname = \"eu\"\nid = 2\naddr = \"127.0.0.1:7480\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.replication.peers.len(), 1);
+        assert_eq!(
+            c.replication.peers[0],
+            "eu=2@127.0.0.1:7480".parse().unwrap()
+        );
+        c.validate().unwrap();
+        let err =
+            Config::from_toml("[replication]\nlisten = \"127.0.0.1:7479\"\nfoo = 1\n").unwrap_err();
+        assert!(err.contains("foo"), "{err}");
+        let mut dup = c.clone();
+        dup.replication.peers[0].id = 1;
+        let err = dup.validate().unwrap_err().to_string();
+        assert!(err.contains("replication.peers"), "{err}");
+        let mut no_listen = c.clone();
+        no_listen.replication.listen = None;
+        assert!(no_listen.validate().is_err());
+        assert!("eu=x@1.2.3.4:5".parse::<PeerConfig>().is_err());
+        assert!("eu@1.2.3.4:5".parse::<PeerConfig>().is_err());
     }
 
     #[test]

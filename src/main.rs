@@ -1,8 +1,9 @@
 //! `braid-server`: runs one Braid region.
 
 mod demo;
+mod simulate;
 
-use braid::config::{ByteSize, Config, FsyncPolicy, LogFormat};
+use braid::config::{ByteSize, Config, FsyncPolicy, LogFormat, PeerConfig};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,13 +67,77 @@ struct Cli {
     /// Log format: text or json [default: text]. Filter with RUST_LOG.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// UDP address of this region's replication endpoint (QUIC); replication
+    /// is off without it [config: replication.listen].
+    #[arg(long, value_name = "ADDR")]
+    replication_listen: Option<std::net::SocketAddr>,
+    /// Address peers dial back [default: the listen address; config:
+    /// replication.advertise].
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<std::net::SocketAddr>,
+    /// Directory with ca.pem, <region>.pem and <region>.key from `gen-certs`
+    /// [default: ./certs; config: replication.tls_dir].
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    /// A peer region, name=id@host:port; repeat for each. Replaces the
+    /// file's replication.peers.
+    #[arg(long = "peer", value_name = "NAME=ID@ADDR")]
+    peers: Vec<PeerConfig>,
+    /// Relay other regions' operations to peers at once (hub, ring,
+    /// multi-tier topologies) [config: replication.forward].
+    #[arg(long)]
+    forward: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Simulate regions in one process: concurrent writes during a
-    /// partition, then healing; prints each region's state and digest.
+    /// Start a three-region cluster on this machine (us, eu, asia on client
+    /// ports 7379-7381), replicating over QUIC, until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Simulate regions in one process without network: concurrent writes
+    /// during a partition, then healing; prints each region's digest.
+    Simulate(simulate::SimulateArgs),
+    /// Generate a cluster CA and one certificate per region (mutual TLS
+    /// between regions): ca.pem, ca.key, <region>.pem, <region>.key.
+    GenCerts(GenCertsArgs),
+}
+
+/// Options of `gen-certs`.
+#[derive(clap::Args, Debug)]
+struct GenCertsArgs {
+    /// Comma-separated region names.
+    #[arg(long, value_delimiter = ',', required = true)]
+    regions: Vec<String>,
+    /// Output directory.
+    #[arg(long, default_value = "certs")]
+    out: PathBuf,
+    /// Sign with the existing CA in this directory (ca.pem, ca.key) instead
+    /// of creating one: how certificates for a joining region are made.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Replace existing files.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+fn gen_certs(args: &GenCertsArgs) -> ExitCode {
+    use braid::replication::certs;
+    let result = match &args.ca_dir {
+        Some(ca) => certs::generate_with_ca(&args.regions, ca, &args.out, args.overwrite),
+        None => certs::generate(&args.regions, &args.out, args.overwrite),
+    };
+    match result {
+        Ok(paths) => {
+            for p in paths {
+                println!("wrote {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("braid-server gen-certs: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 impl Cli {
@@ -104,14 +169,30 @@ impl Cli {
         if let Some(p) = &self.requirepass {
             c.requirepass = Some(p.clone());
         }
+        let r = &mut c.replication;
+        if let Some(a) = self.replication_listen {
+            r.listen = Some(a);
+        }
+        if let Some(a) = self.advertise {
+            r.advertise = Some(a);
+        }
+        if let Some(d) = &self.tls_dir {
+            r.tls_dir = d.clone();
+        }
+        if !self.peers.is_empty() {
+            r.peers = self.peers.clone();
+        }
+        if self.forward {
+            r.forward = true;
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -123,8 +204,14 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Demo(args)) = &cli.command {
-        return demo::run(args);
+    match &cli.command {
+        Some(Command::Demo(args)) => {
+            init_logging(LogFormat::Text, "warn");
+            return demo::run(args);
+        }
+        Some(Command::Simulate(args)) => return simulate::run(args),
+        Some(Command::GenCerts(args)) => return gen_certs(args),
+        None => {}
     }
     let config = match cli.config() {
         Ok(c) => c,
@@ -133,7 +220,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    init_logging(config.log_format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,9 +7,9 @@ fn braid_server() -> Command {
 }
 
 #[test]
-fn demo_converges_and_loses_no_increment() {
+fn simulation_converges_and_loses_no_increment() {
     let out = braid_server()
-        .args(["demo", "--writes", "2000", "--seed", "7"])
+        .args(["simulate", "--writes", "2000", "--seed", "7"])
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -26,7 +26,7 @@ fn demo_converges_and_loses_no_increment() {
 #[test]
 fn unknown_option_is_an_error_that_names_it() {
     let out = braid_server()
-        .args(["demo", "--wrtes", "5"])
+        .args(["simulate", "--wrtes", "5"])
         .output()
         .expect("runs");
     assert!(!out.status.success());

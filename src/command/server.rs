@@ -1,5 +1,5 @@
 //! Server commands that need no connection state: PING, ECHO, TIME, INFO,
-//! CONFIG, COMMAND, FLUSHALL/FLUSHDB, SHUTDOWN.
+//! CONFIG, COMMAND, FLUSHALL/FLUSHDB, SHUTDOWN, BRAID.DIGEST, BRAID.VV.
 
 use bytes::Bytes;
 
@@ -19,7 +19,23 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "flushall", arity: -1, flags: WRITE | ADMIN, keys: (0, 0, 0), run: flushall },
     CommandSpec { name: "flushdb", arity: -1, flags: WRITE, keys: (0, 0, 0), run: flushall },
     CommandSpec { name: "shutdown", arity: -1, flags: ADMIN | NOAUTH, keys: (0, 0, 0), run: shutdown },
+    CommandSpec { name: "braid.digest", arity: 1, flags: FAST, keys: (0, 0, 0), run: braid_digest },
+    CommandSpec { name: "braid.vv", arity: 1, flags: FAST, keys: (0, 0, 0), run: braid_vv },
 ];
+
+/// BRAID.DIGEST: the state's convergence digest (hex). Regions that applied
+/// the same operations have the same digest, whatever the order.
+fn braid_digest(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+    Frame::bulk(format!("{:032x}", ctx.ks.state().digest()))
+}
+
+/// BRAID.VV: the version vector of applied operations, `id=seq` pairs by
+/// region id, comma-separated (compare two regions' to see what one lacks).
+fn braid_vv(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+    let vv = ctx.ks.state().version_vector();
+    let text: Vec<String> = vv.iter().map(|(r, s)| format!("{}={s}", r.0)).collect();
+    Frame::bulk(text.join(","))
+}
 
 fn ping(_ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     match a.len() {

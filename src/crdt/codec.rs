@@ -576,7 +576,10 @@ pub(crate) fn put_vv(out: &mut Vec<u8>, vv: &VersionVector) {
     }
 }
 
-fn put_effect(out: &mut Vec<u8>, e: &Effect, own: (RegionId, Seq)) {
+/// An effect: tag byte, then its fields. `own` is the writing operation's
+/// `(origin, seq)`, which positions refer to implicitly; also the effect
+/// encoding of replication segments, which carry origin and seq themselves.
+pub(crate) fn put_effect(out: &mut Vec<u8>, e: &Effect, own: (RegionId, Seq)) {
     match e {
         Effect::StrSet { value, ttl } => {
             out.push(tag::STR_SET);
@@ -998,7 +1001,8 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    fn effect(&mut self, own: (RegionId, Seq)) -> Result<Effect, DecodeError> {
+    /// An effect written by [`put_effect`] for the operation `own`.
+    pub(crate) fn effect(&mut self, own: (RegionId, Seq)) -> Result<Effect, DecodeError> {
         let offset = self.pos;
         Ok(match self.byte("effect tag")? {
             tag::STR_SET => {
@@ -1085,7 +1089,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crdt::prepare::Intent;
     use crate::crdt::replica::Replica;
@@ -1122,7 +1126,7 @@ mod tests {
     /// Operations as regions really prepare them: every effect variant,
     /// FLUSHALL, fresh writes, deps on three regions, positions from other
     /// operations and regions.
-    fn prepared_ops() -> Vec<Operation> {
+    pub(crate) fn prepared_ops() -> Vec<Operation> {
         let mut a = Replica::new(RegionId(1));
         let mut other = Replica::new(RegionId(2));
         let mut third = Replica::new(RegionId(3));
@@ -1854,7 +1858,7 @@ mod tests {
         prop::collection::vec(seg, 1..4).prop_map(|v| Position(SmallVec::from_vec(v)))
     }
 
-    fn arb_effect(own: (RegionId, Seq)) -> impl Strategy<Value = Effect> {
+    pub(crate) fn arb_effect(own: (RegionId, Seq)) -> impl Strategy<Value = Effect> {
         let list = || prop::collection::vec(arb_bytes(), 0..4);
         let pos = move || arb_position(own);
         let ttl = prop_oneof![
@@ -1889,7 +1893,7 @@ mod tests {
         prop_oneof![strings, collections, lists]
     }
 
-    fn arb_op() -> impl Strategy<Value = Operation> {
+    pub(crate) fn arb_op() -> impl Strategy<Value = Operation> {
         let header = (
             any::<u16>(),
             arb_seq(),

@@ -143,6 +143,11 @@ impl Keyspace {
         }
     }
 
+    /// Drops CRDT metadata that every region has seen (`stable`).
+    pub fn collect(&mut self, stable: &crate::crdt::VersionVector) {
+        self.state.collect(stable);
+    }
+
     /// WATCH: starts tracking `key`; returns its current version.
     pub fn watch(&mut self, key: &Bytes) -> u64 {
         let w = self.watched.entry(key.clone()).or_insert((0, 0));

@@ -47,6 +47,8 @@ pub struct CommitStats {
 #[derive(Default)]
 struct Progress {
     durable: AtomicU64,
+    /// Up to here the log is also fsync'd: what may leave the region.
+    synced: AtomicU64,
     failed: AtomicBool,
     waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<bool>>>>,
 }
@@ -91,6 +93,8 @@ pub struct Committer {
     progress: Arc<Progress>,
     /// Counters.
     pub stats: Arc<CommitStats>,
+    /// Bumped whenever `synced` advances (replication follows it).
+    synced_tx: Arc<tokio::sync::watch::Sender<u64>>,
     threads: Arc<Mutex<Threads>>,
 }
 
@@ -111,18 +115,29 @@ impl std::fmt::Debug for Committer {
 
 impl Committer {
     /// Starts the committer over `log`, with `start_lsn` already durable.
-    pub fn start(log: Arc<OpLog>, policy: FsyncPolicy, start_lsn: u64) -> Committer {
+    /// `sync_every` is how often `everysec` and `no` sync in the background
+    /// (`None`: `everysec` once a second, `no` never); `synced` is bumped
+    /// whenever more of the log is fsync'd.
+    pub fn start(
+        log: Arc<OpLog>,
+        policy: FsyncPolicy,
+        start_lsn: u64,
+        sync_every: Option<Duration>,
+        synced: Arc<tokio::sync::watch::Sender<u64>>,
+    ) -> Committer {
         let progress = Arc::new(Progress::default());
         progress.durable.store(start_lsn, Ordering::Release);
+        progress.synced.store(start_lsn, Ordering::Release);
         let stats = Arc::new(CommitStats::default());
         let mut threads = Threads::default();
         let mut tx = None;
         {
             let (batch_tx, rx) = mpsc::channel::<Option<Batch>>();
-            let (writer_log, p, st) = (log.clone(), progress.clone(), stats.clone());
+            let (writer_log, p, st, n) =
+                (log.clone(), progress.clone(), stats.clone(), synced.clone());
             match thread::Builder::new()
                 .name("braid-commit".into())
-                .spawn(move || run(writer_log, policy, rx, p, st))
+                .spawn(move || run(writer_log, policy, rx, p, st, n))
             {
                 Ok(h) => {
                     threads.writer = Some(h);
@@ -134,17 +149,30 @@ impl Committer {
                 }
             }
         }
-        if policy == FsyncPolicy::Everysec {
+        let interval = match (policy, sync_every) {
+            (FsyncPolicy::Always, _) => None,
+            (_, Some(every)) => Some(every),
+            (FsyncPolicy::Everysec, None) => Some(Duration::from_secs(1)),
+            (FsyncPolicy::No, None) => None,
+        };
+        if let Some(interval) = interval {
             let (stop_tx, stop_rx) = mpsc::channel::<()>();
-            let sync_log = log.clone();
+            let (sync_log, p, n) = (log.clone(), progress.clone(), synced.clone());
             let spawned = thread::Builder::new()
                 .name("braid-fsync".into())
                 .spawn(move || {
-                    while let Err(mpsc::RecvTimeoutError::Timeout) =
-                        stop_rx.recv_timeout(Duration::from_secs(1))
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval)
                     {
-                        if let Err(e) = sync_log.sync() {
-                            tracing::error!(error = %e, "background fsync of the op log failed");
+                        let upto = p.durable.load(Ordering::Acquire);
+                        match sync_log.sync() {
+                            Ok(()) => {
+                                if p.synced.fetch_max(upto, Ordering::AcqRel) < upto {
+                                    n.send_modify(|v| *v += 1);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "background fsync of the op log failed")
+                            }
                         }
                     }
                 });
@@ -157,8 +185,24 @@ impl Committer {
             tx,
             progress,
             stats,
+            synced_tx: synced,
             threads: Arc::new(Mutex::new(threads)),
         }
+    }
+
+    /// Local operations up to this log sequence number are fsync'd.
+    pub fn synced(&self) -> u64 {
+        self.progress.synced.load(Ordering::Acquire)
+    }
+
+    /// Makes everything written so far synced now (shutdown, tests).
+    pub fn sync_now(&self, log: &OpLog) -> Result<(), super::OpLogError> {
+        let upto = self.progress.durable.load(Ordering::Acquire);
+        log.sync()?;
+        if self.progress.synced.fetch_max(upto, Ordering::AcqRel) < upto {
+            self.synced_tx.send_modify(|v| *v += 1);
+        }
+        Ok(())
     }
 
     /// Stops the threads after they finish what was submitted, and waits for
@@ -226,6 +270,7 @@ fn run(
     rx: mpsc::Receiver<Option<Batch>>,
     progress: Arc<Progress>,
     stats: Arc<CommitStats>,
+    synced: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     let mut closing = false;
     while let Ok(Some(first)) = rx.recv() {
@@ -245,6 +290,10 @@ fn run(
                 stats.writes.fetch_add(1, Ordering::Relaxed);
                 stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
                 progress.advance(lsn);
+                if policy == FsyncPolicy::Always {
+                    progress.synced.fetch_max(lsn, Ordering::AcqRel);
+                    synced.send_modify(|v| *v += 1);
+                }
                 // Freed here, off the connection threads' critical path.
                 drop(ops);
                 if closing {

@@ -285,6 +285,48 @@ impl OpLog {
             }))
     }
 
+    /// Reads one origin's records with sequence in `(after, upto]`, in
+    /// order, stopping after `max_ops` records or once `max_bytes` are
+    /// reached (at least one record is read if any). Returns them with their
+    /// total record size: what replication ships to a peer.
+    pub fn read_range(
+        &self,
+        origin: RegionId,
+        after: Seq,
+        upto: Seq,
+        max_ops: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Operation>, usize), OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        let start = record_key(origin, after.saturating_add(1));
+        let it = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
+        let mut ops = Vec::new();
+        let mut bytes = 0usize;
+        for item in it {
+            if ops.len() >= max_ops || (bytes >= max_bytes && !ops.is_empty()) {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            match parse_key(&k) {
+                Some((o, seq)) if o == origin && seq <= upto => {
+                    let op = decode_record(&k, &v).map_err(|reason| OpLogError::Corrupt {
+                        path: self.path.clone(),
+                        origin,
+                        seq,
+                        key_hex: hex(&k),
+                        reason,
+                    })?;
+                    bytes += v.len();
+                    ops.push(op);
+                }
+                _ => break,
+            }
+        }
+        Ok((ops, bytes))
+    }
+
     /// Replays every operation not covered by `from`, in an order that
     /// respects causality (a k-way merge of the origins' logs, each
     /// operation taken once its dependencies are in). Stops at the first

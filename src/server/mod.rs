@@ -5,6 +5,7 @@
 //! the duration of a batch of commands (never across an await), one
 //! committer thread writing the op log, one blocking task writing snapshots.
 
+mod replicate;
 pub mod session;
 
 use parking_lot::{Mutex, RwLock};
@@ -18,10 +19,11 @@ use tokio::sync::Notify;
 
 use crate::command::{server::config_matches, ClientInfo, ServerHooks};
 use crate::config::{Config, FsyncPolicy};
-use crate::crdt::{RegionId, State};
+use crate::crdt::{CausalBuffer, RegionId, Stability, State, VersionVector};
 use crate::keyspace::Keyspace;
 use crate::oplog::commit::{Committer, Durable};
 use crate::oplog::{OpLog, OpLogError};
+use crate::replication::Replication;
 use crate::resp::{Connection, ConnectionError, Frame, Limits, Protocol};
 use crate::snapshot::{LoadError, SnapshotStore};
 use session::{After, Session};
@@ -42,6 +44,9 @@ pub enum ServerError {
     /// No snapshot could be loaded although some exist.
     #[error(transparent)]
     Snapshot(#[from] LoadError),
+    /// Replication could not start (certificates, address).
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationError),
     /// Binding or another I/O failure.
     #[error("{context}: {source}")]
     Io {
@@ -61,6 +66,7 @@ pub struct Stats {
     snapshots_written: AtomicU64,
     last_snapshot_unix: AtomicU64,
     last_snapshot_ms: AtomicU64,
+    remote_ops: AtomicU64,
 }
 
 /// A connected client as CLIENT LIST shows it.
@@ -88,6 +94,18 @@ pub struct Shared {
     snapshot_running: AtomicBool,
     ops_at_last_snapshot: AtomicU64,
     local_addr: SocketAddr,
+    region: RegionId,
+    /// This region's own sequence when it started (its local operations
+    /// since are numbered by the keyspace's lsn).
+    own_start: u64,
+    /// Operations from peers waiting for their dependencies.
+    causal: tokio::sync::Mutex<CausalBuffer>,
+    causal_waiting: AtomicU64,
+    /// What every region has seen, for metadata collection.
+    stability: Mutex<Stability>,
+    /// Bumped when the log gains operations peers may be sent.
+    log_version: Arc<tokio::sync::watch::Sender<u64>>,
+    replication: std::sync::OnceLock<Arc<Replication>>,
 }
 
 /// A running region: its address and a handle to stop it.
@@ -182,7 +200,25 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         "recovered"
     );
     let ops_total = ks.state().version_vector().total();
-    let committer = Committer::start(log.clone(), config.fsync, 0);
+    let own_start = ks.state().version_vector().get(region);
+    let replicating = config.replication.listen.is_some();
+    let log_version = Arc::new(tokio::sync::watch::channel(0u64).0);
+    let committer = Committer::start(
+        log.clone(),
+        config.fsync,
+        0,
+        replicate::sync_interval(config.fsync, replicating),
+        log_version.clone(),
+    );
+    let stability = Stability::new(
+        region,
+        config
+            .replication
+            .peers
+            .iter()
+            .map(|p| RegionId(p.id))
+            .chain([region]),
+    );
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -207,7 +243,18 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         snapshot_running: AtomicBool::new(false),
         ops_at_last_snapshot: AtomicU64::new(ops_total),
         local_addr,
+        region,
+        own_start,
+        causal: tokio::sync::Mutex::new(CausalBuffer::new()),
+        causal_waiting: AtomicU64::new(0),
+        stability: Mutex::new(stability),
+        log_version,
+        replication: std::sync::OnceLock::new(),
     });
+    if let Err(e) = replicate::start(&shared) {
+        shared.committer.close();
+        return Err(e.into());
+    }
     let task = tokio::spawn(serve(shared.clone(), listener));
     Ok(Running {
         addr: local_addr,
@@ -254,6 +301,9 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     while conns.join_next().await.is_some() {}
     background.abort();
     let _ = background.await;
+    if let Some(repl) = shared.replication.get() {
+        repl.shutdown().await;
+    }
     // Everything acknowledged is durable already; make the rest durable too.
     let lsn = shared.keyspace.lock().lsn();
     shared.committer.wait(lsn).await;
@@ -406,8 +456,20 @@ async fn client_loop(
 async fn background(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_snapshot = Instant::now();
+    let mut last_collect = Instant::now();
     loop {
         tick.tick().await;
+        // Drop metadata every region has seen (folded counters, removed
+        // tags). Stable means: every member region holds it.
+        if last_collect.elapsed() >= Duration::from_secs(1) {
+            last_collect = Instant::now();
+            let mut ks = shared.keyspace.lock();
+            let frontier = shared
+                .stability
+                .lock()
+                .frontier(ks.state().version_vector());
+            ks.collect(&frontier);
+        }
         // Active expiry, bounded per tick like Redis' expire cycle.
         {
             let mut ks = shared.keyspace.lock();
@@ -456,8 +518,14 @@ pub async fn snapshot_now(shared: &Arc<Shared>) -> std::io::Result<()> {
     let t0 = Instant::now();
     let info = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let info = s.snapshots.write(&frozen)?;
+        // Records every peer still needs stay in the log.
+        let covered = match s.replication.get().and_then(|r| r.acked_by_all()) {
+            Some(acked) => frozen.version_vector().meet(&acked),
+            None if s.replication.get().is_some() => VersionVector::new(),
+            None => frozen.version_vector().clone(),
+        };
         s.log
-            .truncate_covered(frozen.version_vector())
+            .truncate_covered(&covered)
             .map_err(std::io::Error::other)?;
         s.snapshots.prune(keep)?;
         Ok(info)
@@ -553,6 +621,21 @@ impl ServerHooks for Shared {
                 ks.stats.local_ops,
                 ks.stats.conflicts,
             ));
+        }
+        if want("replication") {
+            out.push_str(&format!(
+                "# Replication\r\nrole:active-active\r\nregion:{}\r\nregion_id:{}\r\nversion_vector:{}\r\ndigest:{:032x}\r\nremote_ops_applied:{}\r\ncausal_buffer_ops:{}\r\n",
+                c.region,
+                c.region_id,
+                ks.state().version_vector(),
+                ks.state().digest(),
+                self.stats.remote_ops.load(Relaxed),
+                self.causal_waiting.load(Relaxed),
+            ));
+            if let Some(r) = self.replication.get() {
+                out.push_str(&r.info(ks.state().version_vector()));
+            }
+            out.push_str("\r\n");
         }
         if want("keyspace") {
             out.push_str("# Keyspace\r\n");

@@ -1,0 +1,560 @@
+//! The two ends of a link: the sender that dials a peer and ships the log
+//! to it, and the receiver that accepts a peer's connection, persists and
+//! applies its segments and acknowledges them.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+use super::message::{read_message, write_message, Greeting, Message, PROTOCOL_VERSION};
+use super::segment::{decode_segment, encode_segment, CompressionPolicy, SegmentLimits};
+use super::{tls, ReplicaHost, Replication};
+use crate::config::PeerConfig;
+use crate::crdt::{Operation, VersionVector};
+
+/// Largest frame accepted on a link (a segment plus its framing).
+const MAX_FRAME: u64 = 80 * 1024 * 1024;
+/// How long a handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Segments in flight before the sender waits for acks.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// Why a link ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Connecting failed.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The connection or a stream failed.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The peer broke the protocol or is not who it claims.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The peer refused us.
+    #[error("refused by peer: {0}")]
+    Refused(String),
+    /// The local op log or state failed.
+    #[error("local: {0}")]
+    Local(String),
+}
+
+fn conn_err(e: impl std::fmt::Display) -> LinkError {
+    LinkError::Connection(e.to_string())
+}
+
+/// Keeps a link to `peer` up: connects, ships, and reconnects with backoff.
+pub(crate) async fn dial_loop<H: ReplicaHost>(
+    repl: Arc<Replication>,
+    host: Arc<H>,
+    peer: PeerConfig,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        repl.with_peer(&peer.name, |s| s.outbound = "connecting");
+        let started = Instant::now();
+        let result = run_sender(&repl, &host, &peer).await;
+        let error = match result {
+            Ok(()) => "connection closed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(peer = %peer.name, addr = %peer.addr, error = %error, "replication link down; reconnecting");
+        repl.with_peer(&peer.name, |s| {
+            s.outbound = "down";
+            s.last_error = error;
+            s.lag_since = None;
+        });
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn greeting<H: ReplicaHost>(repl: &Replication, host: &H) -> Greeting {
+    Greeting {
+        version: PROTOCOL_VERSION,
+        region: repl.region.0,
+        name: repl.region.1.clone(),
+        advertise: repl
+            .config
+            .advertise
+            .or(repl.config.listen)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        durable: host.durable_vv(),
+    }
+}
+
+/// Acknowledgement bookkeeping shared by the sender and its ack reader.
+#[derive(Default)]
+struct InFlight {
+    /// (segment id, sent at) not yet acknowledged, oldest first.
+    segments: VecDeque<(u64, Instant)>,
+    srtt: Option<Duration>,
+    acked: VersionVector,
+}
+
+async fn run_sender<H: ReplicaHost>(
+    repl: &Arc<Replication>,
+    host: &Arc<H>,
+    peer: &PeerConfig,
+) -> Result<(), LinkError> {
+    let connecting = repl
+        .endpoint
+        .connect_with(repl.client_config.clone(), peer.addr, &peer.name)
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| LinkError::Connect("timed out".into()))?
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(conn_err)?;
+    write_message(&mut send, &Message::Hello(greeting(repl, host.as_ref())))
+        .await
+        .map_err(conn_err)?;
+    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message(&mut recv, MAX_FRAME))
+        .await
+        .map_err(|_| LinkError::Protocol("no answer to the handshake".into()))?
+        .map_err(conn_err)?;
+    let welcome = match welcome {
+        Some(Message::Welcome(g)) => g,
+        Some(Message::Refuse { reason }) => return Err(LinkError::Refused(reason)),
+        other => {
+            return Err(LinkError::Protocol(format!(
+                "expected a welcome, got {other:?}"
+            )))
+        }
+    };
+    if welcome.version != PROTOCOL_VERSION {
+        return Err(LinkError::Protocol(format!(
+            "peer speaks protocol version {}, this build {PROTOCOL_VERSION}",
+            welcome.version
+        )));
+    }
+    if welcome.name != peer.name || welcome.region.0 != peer.id {
+        return Err(LinkError::Protocol(format!(
+            "expected region {} (id {}), peer says it is {} (id {})",
+            peer.name, peer.id, welcome.name, welcome.region.0
+        )));
+    }
+    tracing::info!(peer = %peer.name, addr = %peer.addr, peer_vv = %welcome.durable, "replication link up");
+    host.peer_reported(welcome.region, &welcome.durable);
+    repl.with_peer(&peer.name, |s| {
+        s.id = peer.id;
+        s.outbound = "up";
+        s.acked = welcome.durable.clone();
+    });
+
+    let inflight = Arc::new(parking_lot::Mutex::new(InFlight {
+        acked: welcome.durable.clone(),
+        ..InFlight::default()
+    }));
+    let acked_notify = Arc::new(Notify::new());
+    let (mut acks, _ack_reader) = {
+        let inflight = inflight.clone();
+        let notify = acked_notify.clone();
+        let repl = repl.clone();
+        let name = peer.name.clone();
+        let peer_id = welcome.region;
+        let host = host.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<LinkError>();
+        let task = async move {
+            let err = loop {
+                match read_message(&mut recv, MAX_FRAME).await {
+                    Ok(Some(Message::Ack { id, durable })) => {
+                        let now = Instant::now();
+                        let mut f = inflight.lock();
+                        while let Some(&(sid, at)) = f.segments.front() {
+                            if sid > id {
+                                break;
+                            }
+                            f.segments.pop_front();
+                            if sid == id {
+                                let sample = now - at;
+                                f.srtt = Some(match f.srtt {
+                                    None => sample,
+                                    Some(s) => (s * 7 + sample) / 8,
+                                });
+                            }
+                        }
+                        f.acked = durable.clone();
+                        let oldest = f.segments.front().map(|&(_, at)| at);
+                        let rtt = f.srtt;
+                        drop(f);
+                        repl.with_peer(&name, |s| {
+                            s.acked = durable.clone();
+                            s.rtt = rtt;
+                            s.lag_since = oldest;
+                        });
+                        host.peer_reported(peer_id, &durable);
+                        notify.notify_one();
+                    }
+                    Ok(Some(Message::Refuse { reason })) => break LinkError::Refused(reason),
+                    Ok(Some(other)) => {
+                        break LinkError::Protocol(format!("unexpected {other:?}"));
+                    }
+                    Ok(None) => break LinkError::Connection("peer closed the stream".into()),
+                    Err(e) => break conn_err(e),
+                }
+            };
+            let _ = tx.send(err);
+            notify.notify_one();
+        };
+        (rx, AbortOnDrop(tokio::spawn(task)))
+    };
+
+    let mut changed = host.log_changed();
+    let mut policy = CompressionPolicy::new();
+    let mut sent = welcome.durable.clone();
+    let mut next_id = 1u64;
+    let me = repl.region.0;
+    let forward = repl.config.forward;
+    let relay_after = Duration::from_millis(repl.config.relay_after_ms);
+    // What we held `relay_after` ago: without forwarding, others' operations
+    // are relayed only once the peer still lacks them after that long.
+    let mut relay_marks: VecDeque<(Instant, VersionVector)> = VecDeque::new();
+    let max_ops = repl.config.max_segment_ops;
+    let max_bytes = repl.config.max_segment_bytes.0 as usize;
+    let max_delay = Duration::from_millis(repl.config.max_batch_delay_ms);
+    let mut window = Duration::ZERO;
+    loop {
+        if let Ok(err) = acks.try_recv() {
+            return Err(err);
+        }
+        let durable = host.durable_vv();
+        let now = Instant::now();
+        relay_marks.push_back((now, durable.clone()));
+        while relay_marks.len() > 1 && now - relay_marks[1].0 >= relay_after {
+            relay_marks.pop_front();
+        }
+        let relay_limit = relay_marks
+            .front()
+            .filter(|(t, _)| now - *t >= relay_after)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let acked = inflight.lock().acked.clone();
+        sent.merge(&acked);
+
+        let mut ops: Vec<Operation> = Vec::new();
+        let mut bytes = 0usize;
+        for (origin, have) in durable.iter() {
+            if origin == welcome.region {
+                continue;
+            }
+            let upto = if origin == me || forward {
+                have
+            } else if acked.get(origin) < relay_limit.get(origin) {
+                relay_limit.get(origin)
+            } else {
+                continue;
+            };
+            let after = sent.get(origin);
+            if upto <= after || ops.len() >= max_ops || bytes >= max_bytes {
+                continue;
+            }
+            let (batch, batch_bytes) = host
+                .read_log(
+                    origin,
+                    after,
+                    upto,
+                    max_ops - ops.len(),
+                    max_bytes.saturating_sub(bytes),
+                )
+                .map_err(LinkError::Local)?;
+            if let Some(last) = batch.last() {
+                sent.raise(origin, last.seq);
+            }
+            bytes += batch_bytes;
+            ops.extend(batch);
+        }
+
+        if ops.is_empty() {
+            // Idle: wait for new operations, an ack (relay decisions use
+            // acks), the relay horizon to pass, or the link to fail.
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return Ok(()) },
+                _ = acked_notify.notified() => {}
+                _ = tokio::time::sleep(relay_after.max(Duration::from_millis(50))) => {}
+                _ = conn.closed() => return Err(LinkError::Connection("connection closed".into())),
+            }
+            continue;
+        }
+
+        let compression = policy.choose(bytes);
+        let (segment, header) = encode_segment(&ops, compression);
+        policy.record(header.raw_len as usize, header.wire_len as usize);
+        let id = next_id;
+        next_id += 1;
+        inflight.lock().segments.push_back((id, Instant::now()));
+        let msg = Message::Segment {
+            id,
+            bytes: Bytes::from(segment),
+        };
+        let frame = msg.encode();
+        send.write_all(&frame).await.map_err(conn_err)?;
+        repl.with_peer(&peer.name, |s| {
+            s.sent_raw += u64::from(header.raw_len);
+            s.sent_wire += frame.len() as u64;
+            s.segments_sent += 1;
+            s.segments_compressed += u64::from(header.flags & 1);
+            s.ops_sent += ops.len() as u64;
+            if s.lag_since.is_none() {
+                s.lag_since = Some(Instant::now());
+            }
+            s.batch_window = window;
+        });
+
+        // Adaptive batching: an idle link sends at once; while segments
+        // are in flight, wait a window that grows with the round-trip time
+        // and the backlog, so that more operations share the next segment.
+        let (in_flight, srtt) = {
+            let f = inflight.lock();
+            (f.segments.len(), f.srtt.unwrap_or_default())
+        };
+        let full = ops.len() >= max_ops || bytes >= max_bytes;
+        window = if in_flight <= 1 || full {
+            Duration::ZERO
+        } else {
+            (srtt / 4 * in_flight as u32).min(max_delay)
+        };
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let in_flight = inflight.lock().segments.len();
+            if in_flight < MAX_IN_FLIGHT && tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                _ = acked_notify.notified() => {
+                    if inflight.lock().segments.is_empty() { break; }
+                }
+                _ = tokio::time::sleep_until(deadline), if tokio::time::Instant::now() < deadline => {}
+                _ = tokio::time::sleep(Duration::from_secs(30)), if tokio::time::Instant::now() >= deadline => {
+                    return Err(LinkError::Connection("no acknowledgement for 30 s".into()));
+                }
+                _ = conn.closed() => return Err(LinkError::Connection("connection closed".into())),
+            }
+        }
+    }
+}
+
+/// Accepts peers' connections for as long as the endpoint is open.
+pub(crate) async fn accept_loop<H: ReplicaHost>(repl: Arc<Replication>, host: Arc<H>) {
+    while let Some(incoming) = repl.endpoint.accept().await {
+        let repl = repl.clone();
+        let host = host.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "refused a replication connection");
+                    return;
+                }
+            };
+            if let Err(e) = run_receiver(&repl, host, conn, remote).await {
+                tracing::warn!(%remote, error = %e, "inbound replication link ended");
+            }
+        });
+    }
+}
+
+async fn run_receiver<H: ReplicaHost>(
+    repl: &Arc<Replication>,
+    host: Arc<H>,
+    conn: quinn::Connection,
+    remote: SocketAddr,
+) -> Result<(), LinkError> {
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| LinkError::Protocol("no stream opened".into()))?
+        .map_err(conn_err)?;
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message(&mut recv, MAX_FRAME))
+        .await
+        .map_err(|_| LinkError::Protocol("no handshake".into()))?
+        .map_err(conn_err)?;
+    let Some(Message::Hello(hello)) = hello else {
+        return Err(LinkError::Protocol(format!(
+            "expected a hello, got {hello:?}"
+        )));
+    };
+    if let Some(reason) = check_hello(repl, &conn, &hello, remote) {
+        let _ = write_message(
+            &mut send,
+            &Message::Refuse {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        let _ = send.finish();
+        // Give the refusal a moment to reach the peer before closing.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conn.close(1u32.into(), b"refused");
+        return Err(LinkError::Protocol(reason));
+    }
+    let name = hello.name.clone();
+    tracing::info!(peer = %name, %remote, "inbound replication link up");
+    repl.with_peer(&name, |s| {
+        s.id = hello.region.0;
+        s.inbound_up = true;
+    });
+    write_message(&mut send, &Message::Welcome(greeting(repl, host.as_ref())))
+        .await
+        .map_err(conn_err)?;
+    // A region we do not dial ships to us: dial it back (a region joining).
+    if !repl.is_dialing(&name) {
+        if let Ok(addr) = hello.advertise.parse::<SocketAddr>() {
+            tracing::info!(peer = %name, %addr, "replicating back to a region not in the configuration");
+            repl.dial(
+                PeerConfig {
+                    name: name.clone(),
+                    id: hello.region.0,
+                    addr,
+                },
+                host.clone(),
+            );
+        }
+    }
+    let result = receive_segments(repl, host.as_ref(), &name, &mut send, recv).await;
+    repl.with_peer(&name, |s| {
+        s.inbound_up = false;
+        if let Err(e) = &result {
+            s.last_error = e.to_string();
+        }
+    });
+    result
+}
+
+/// Why a peer's hello is refused, if it is.
+fn check_hello(
+    repl: &Replication,
+    conn: &quinn::Connection,
+    hello: &Greeting,
+    remote: SocketAddr,
+) -> Option<String> {
+    if hello.version != PROTOCOL_VERSION {
+        return Some(format!(
+            "protocol version {} unsupported (this region speaks {PROTOCOL_VERSION})",
+            hello.version
+        ));
+    }
+    if let Err(e) = tls::peer_certificate_names(conn, &hello.name) {
+        tracing::error!(%remote, claimed = %hello.name, error = %e, "peer's certificate does not name the region it claims; refused");
+        return Some(format!("certificate does not name region {}", hello.name));
+    }
+    let id_ok = repl
+        .known_id(&hello.name)
+        .is_none_or(|id| id == hello.region.0)
+        && repl
+            .known_name(hello.region.0)
+            .is_none_or(|n| n == hello.name)
+        && hello.name != repl.region.1;
+    if !id_ok {
+        return Some(format!(
+            "region {} (id {}) conflicts with the cluster's names and ids",
+            hello.name, hello.region.0
+        ));
+    }
+    None
+}
+
+async fn receive_segments<H: ReplicaHost>(
+    repl: &Replication,
+    host: &H,
+    name: &str,
+    send: &mut quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), LinkError> {
+    let limits = SegmentLimits::default();
+    let me = repl.region.0;
+    // Frames are read by their own task (a read cancelled mid-frame would
+    // lose bytes), so that this loop can also send unsolicited acks: a
+    // sender that has nothing to ship to us still learns what we hold, and
+    // does not relay what we already have.
+    let (tx, mut frames) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = read_message(&mut recv, MAX_FRAME).await;
+            let end = !matches!(m, Ok(Some(_)));
+            if tx.send(m).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let _abort_reader = AbortOnDrop(reader);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_id = 0;
+    let mut last_reported = VersionVector::new();
+    loop {
+        let msg = tokio::select! {
+            m = frames.recv() => m,
+            _ = tick.tick() => {
+                let durable = host.durable_vv();
+                if durable != last_reported {
+                    write_message(send, &Message::Ack { id: last_id, durable: durable.clone() })
+                        .await
+                        .map_err(conn_err)?;
+                    last_reported = durable;
+                }
+                continue;
+            }
+        };
+        let msg = match msg {
+            Some(Ok(Some(m))) => m,
+            Some(Ok(None)) | None => return Ok(()),
+            Some(Err(e)) => return Err(conn_err(e)),
+        };
+        let Message::Segment { id, bytes } = msg else {
+            return Err(LinkError::Protocol(format!(
+                "expected a segment, got {msg:?}"
+            )));
+        };
+        let wire = bytes.len() as u64;
+        let (header, ops) = decode_segment(&bytes, &limits).map_err(|e| {
+            tracing::error!(peer = %name, segment = id, error = %e, "bad segment; dropping the link");
+            LinkError::Protocol(format!("segment {id}: {e}"))
+        })?;
+        let n = ops.len() as u64;
+        // Our own operations come back only after we lost our log tail;
+        // they are not taken from peers (see the README's limitations).
+        let (own, ops): (Vec<Operation>, Vec<Operation>) =
+            ops.into_iter().partition(|op| op.origin == me);
+        if let Some(op) = own.iter().max_by_key(|op| op.seq) {
+            let mine = host.durable_vv().get(me);
+            if op.seq > mine {
+                tracing::error!(peer = %name, seq = op.seq, local = mine, "a peer holds operations of this region beyond its own log: the log tail was lost");
+            }
+        }
+        host.receive(ops).await.map_err(LinkError::Local)?;
+        let durable = host.durable_vv();
+        write_message(
+            send,
+            &Message::Ack {
+                id,
+                durable: durable.clone(),
+            },
+        )
+        .await
+        .map_err(conn_err)?;
+        last_id = id;
+        last_reported = durable;
+        repl.with_peer(name, |s| {
+            s.recv_wire += wire;
+            s.recv_raw += u64::from(header.raw_len);
+            s.segments_recv += 1;
+            s.ops_recv += n;
+        });
+    }
+}
+
+/// Aborts a task when dropped (a link's helper task ends with the link).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

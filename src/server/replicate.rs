@@ -1,0 +1,123 @@
+//! The region as replication sees it: what it holds durably, its op log to
+//! read from, and the door through which peers' operations come in.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use super::{unix_ms, Shared};
+use crate::config::FsyncPolicy;
+use crate::crdt::{Operation, RegionId, Seq, VersionVector};
+use crate::replication::ReplicaHost;
+
+impl Shared {
+    /// Own operations up to here are fsync'd and may leave the region.
+    fn own_synced(&self) -> Seq {
+        self.own_start + self.committer.synced()
+    }
+}
+
+impl ReplicaHost for Shared {
+    fn durable_vv(&self) -> VersionVector {
+        let mut vv = self.keyspace.lock().state().version_vector().clone();
+        // Remote operations are synced before they are applied; our own
+        // count only once synced (a peer must never hold an operation this
+        // region could lose in a crash and then reissue).
+        let own = self.own_synced().min(vv.get(self.region));
+        vv.set(self.region, own);
+        vv
+    }
+
+    fn read_log(
+        &self,
+        origin: RegionId,
+        after: Seq,
+        upto: Seq,
+        max_ops: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Operation>, usize), String> {
+        self.log
+            .read_range(origin, after, upto, max_ops, max_bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn receive(&self, ops: Vec<Operation>) -> Result<(), String> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // One receiver at a time: what one releases from the causal buffer
+        // must be applied before another looks at the buffer.
+        let mut buffer = self.causal.lock().await;
+        let ready = {
+            let ks = self.keyspace.lock();
+            let vv = ks.state().version_vector();
+            for op in ops {
+                buffer.push(op, vv);
+            }
+            buffer.drain_ready(vv)
+        };
+        self.causal_waiting.store(buffer.len() as u64, Relaxed);
+        if ready.is_empty() {
+            return Ok(());
+        }
+        // Persisted and synced before anyone can read them, whatever the
+        // fsync policy: an acknowledged segment must survive a crash.
+        let log = self.log.clone();
+        let ready = tokio::task::spawn_blocking(move || log.append(&ready, true).map(|()| ready))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let now = unix_ms();
+        {
+            let mut ks = self.keyspace.lock();
+            let mut stability = self.stability.lock();
+            for op in &ready {
+                match ks.apply_remote(op, now) {
+                    Ok(_) => stability.observe(op),
+                    Err(e) => return Err(format!("operation {} cannot be applied: {e}", op.dot())),
+                }
+            }
+        }
+        self.stats.remote_ops.fetch_add(ready.len() as u64, Relaxed);
+        self.log_version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    fn log_changed(&self) -> watch::Receiver<u64> {
+        self.log_version.subscribe()
+    }
+
+    fn peer_reported(&self, peer: RegionId, durable: &VersionVector) {
+        self.stability.lock().report(peer, durable);
+    }
+}
+
+/// How often `everysec` and `no` sync in the background: with peers, often
+/// enough that replication is not held back by the sync (own operations
+/// leave the region only once synced), once a second otherwise.
+pub(super) fn sync_interval(policy: FsyncPolicy, replicating: bool) -> Option<std::time::Duration> {
+    match policy {
+        FsyncPolicy::Always => None,
+        _ if replicating => Some(std::time::Duration::from_millis(10)),
+        _ => None,
+    }
+}
+
+/// Starts replication if configured.
+pub(super) fn start(shared: &Arc<Shared>) -> Result<(), crate::replication::ReplicationError> {
+    let (config, region, name) = {
+        let c = shared.config.read();
+        (c.replication.clone(), c.region_id, c.region.clone())
+    };
+    let Some(listen) = config.listen else {
+        return Ok(());
+    };
+    let repl = crate::replication::Replication::start(
+        (RegionId(region), name),
+        config,
+        listen,
+        shared.clone(),
+    )?;
+    let _ = shared.replication.set(repl);
+    Ok(())
+}
