@@ -210,6 +210,11 @@ pub struct ReplicationConfig {
     pub max_segment_ops: usize,
     /// Most raw bytes per segment (a single larger operation still goes).
     pub max_segment_bytes: ByteSize,
+    /// A region starting on an empty data directory takes no writes until
+    /// a peer has told it how far its own numbering got (it may be a
+    /// rebuilt region); after this long without any peer answering, it
+    /// takes writes anyway (a new cluster whose other regions are not up).
+    pub startup_peer_wait_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -224,6 +229,7 @@ impl Default for ReplicationConfig {
             max_batch_delay_ms: 20,
             max_segment_ops: 10_000,
             max_segment_bytes: ByteSize(4 * 1024 * 1024),
+            startup_peer_wait_ms: 5000,
         }
     }
 }

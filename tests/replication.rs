@@ -111,8 +111,25 @@ impl Cluster {
         }
     }
 
+    /// A client of region `i`, once it takes writes (a region starting on
+    /// an empty data directory waits for a peer to greet it first).
     fn conn(&self, i: usize) -> redis::Connection {
-        self.regions[i].server.as_ref().expect("running").conn()
+        let mut c = self.regions[i].server.as_ref().expect("running").conn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut c)
+                .expect("info");
+            if info.contains("writes:enabled") {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "region {i} never took writes: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until every running region reports the same version vector and
@@ -395,7 +412,13 @@ fn a_peer_with_a_certificate_from_another_ca_is_refused() {
         ],
     );
     let mut rc = rogue_eu.conn();
-    let _: () = rc.set("rogue", "1").expect("set");
+    // No peer ever greets the rogue region: it takes writes once its
+    // start-up wait for peers has passed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rc.set::<_, _, ()>("rogue", "1").is_err() {
+        assert!(Instant::now() < deadline, "rogue region never took writes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _: () = cluster.conn(0).set("legit", "1").expect("set");
     // Both sides keep trying; give them time to (fail to) connect.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -420,6 +443,83 @@ fn a_peer_with_a_certificate_from_another_ca_is_refused() {
         info.contains("link=connecting") || info.contains("link=down"),
         "{info}"
     );
+}
+
+#[test]
+fn a_new_region_joins_a_running_cluster_from_a_snapshot() {
+    let mut cluster = Cluster::new(&["us", "eu", "asia"]);
+    // us and eu snapshot often, so their logs are truncated.
+    cluster.start(0, &[1], &["--snapshot-every-ops", "50"]);
+    cluster.start(1, &[0], &["--snapshot-every-ops", "50"]);
+    for i in 0..400 {
+        let _: () = cluster.conn(i % 2).set(format!("k{i}"), i).expect("set");
+    }
+    let _: () = cluster.conn(0).incr("total", 7).expect("incr");
+    cluster.await_convergence(Duration::from_secs(30));
+    // Wait until us has truncated its log (a snapshot and eu's ack).
+    wait_for_info(&cluster, 0, "persistence", |i| {
+        !i.contains("snapshots_written:0")
+    });
+    // asia is in no one's configuration: it dials them, they dial back.
+    cluster.start(2, &[0, 1], &[]);
+    cluster.await_convergence(Duration::from_secs(60));
+    let mut asia = cluster.conn(2);
+    let n: usize = redis::cmd("DBSIZE").query(&mut asia).expect("dbsize");
+    assert_eq!(n, 401);
+    let _: () = asia.incr("total", 3).expect("incr");
+    cluster.await_convergence(Duration::from_secs(30));
+    let total: i64 = cluster.conn(0).get("total").expect("total");
+    assert_eq!(total, 10);
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut asia)
+        .expect("info");
+    assert!(
+        info.contains("name=us") && info.contains("name=eu"),
+        "{info}"
+    );
+}
+
+#[test]
+fn a_region_that_lost_its_disk_recovers_its_numbering_from_peers() {
+    let mut cluster = Cluster::new(&["us", "eu"]);
+    cluster.start_mesh(&["--snapshot-every-ops", "20"]);
+    for _ in 0..30 {
+        let _: () = cluster.conn(1).incr("n", 1).expect("incr");
+    }
+    cluster.await_convergence(Duration::from_secs(30));
+    cluster.regions[1].server.as_mut().expect("eu").kill9();
+    cluster.regions[1].server = None;
+    std::fs::remove_dir_all(&cluster.regions[1].dir).expect("wipe eu");
+    for _ in 0..30 {
+        let _: () = cluster.conn(0).incr("n", 1).expect("incr");
+    }
+    // eu comes back empty: it must learn that its own numbering reached 30
+    // (from us, by snapshot or log) before writing again.
+    cluster.start(1, &[0], &[]);
+    for _ in 0..5 {
+        let _: () = cluster.conn(1).incr("n", 1).expect("incr");
+    }
+    cluster.await_convergence(Duration::from_secs(60));
+    let n: i64 = cluster.conn(0).get("n").expect("n");
+    assert_eq!(n, 65, "an increment was lost or a sequence number reused");
+    let mut eu = cluster.conn(1);
+    let vv: String = redis::cmd("BRAID.VV").query(&mut eu).expect("vv");
+    assert!(vv.contains("2=35"), "{vv}");
+}
+
+/// Waits until region `i`'s INFO section satisfies `ok`.
+fn wait_for_info(cluster: &Cluster, i: usize, section: &str, ok: impl Fn(&str) -> bool) {
+    let mut c = cluster.conn(i);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: String = redis::cmd("INFO").arg(section).query(&mut c).expect("info");
+        if ok(&info) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "condition never held: {info}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

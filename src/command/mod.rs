@@ -86,6 +86,11 @@ pub trait ServerHooks: Send + Sync {
     fn shutdown(&self);
     /// Whether the dataset is over maxmemory.
     fn over_maxmemory(&self) -> bool;
+    /// Why writes are refused for now (a region still learning its own
+    /// high-water mark from its peers), if they are.
+    fn writes_blocked(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A command's description.

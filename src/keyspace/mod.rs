@@ -143,6 +143,18 @@ impl Keyspace {
         }
     }
 
+    /// Replaces the state with one received from a peer that covers all of
+    /// it (a joining or rebuilt region). The clock moves past every stamp in
+    /// it; watchers see every key as changed.
+    pub fn install(&mut self, state: State, now_ms: u64) {
+        self.clock.observe(state.max_hlc(), now_ms);
+        self.state = state;
+        self.rebuild_deadlines();
+        for w in self.watched.values_mut() {
+            w.0 += 1;
+        }
+    }
+
     /// Drops CRDT metadata that every region has seen (`stable`).
     pub fn collect(&mut self, stable: &crate::crdt::VersionVector) {
         self.state.collect(stable);

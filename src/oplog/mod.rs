@@ -285,6 +285,22 @@ impl OpLog {
             }))
     }
 
+    /// The first sequence of `origin` still in the log, if any.
+    pub fn first_seq(&self, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        let start = record_key(origin, 0);
+        let mut it = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item.map_err(|e| self.db_err(e))?;
+                Ok(parse_key(&k).filter(|(o, _)| *o == origin).map(|(_, s)| s))
+            }
+        }
+    }
+
     /// Reads one origin's records with sequence in `(after, upto]`, in
     /// order, stopping after `max_ops` records or once `max_bytes` are
     /// reached (at least one record is read if any). Returns them with their

@@ -28,8 +28,8 @@ const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 /// How far back `not_before` is set, to tolerate clock skew between regions.
 const BACKDATE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Subject common name of the cluster CA. `generate_with_ca` relies on it to
-/// rebuild the issuer name without an X.509 parser.
+/// Prefix of the cluster CA's common name; the rest is derived from the CA
+/// key (see [`ca_params`]).
 const CA_COMMON_NAME: &str = "Braid cluster CA";
 
 /// File stem of the CA files; reserved, so no region may use it.
@@ -50,19 +50,25 @@ pub enum CertError {
     /// Refusing to clobber existing keys protects a live cluster.
     #[error("{} already exists (pass overwrite to replace it)", .0.display())]
     Exists(PathBuf),
+    /// The output directory could not be made.
     #[error("cannot create directory {}: {source}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
+    /// A certificate or key could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
+    /// An existing CA file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
+    /// The CA certificate file holds no certificate.
     #[error("{} holds no certificate", .0.display())]
     NoCertificate(PathBuf),
+    /// The CA certificate file is damaged.
     #[error("{} is not valid PEM: {source}", path.display())]
     BadPem {
         path: PathBuf,
         source: rustls::pki_types::pem::Error,
     },
+    /// The CA key file holds no key rcgen can sign with.
     #[error("{} holds no usable private key: {source}", path.display())]
     BadKey { path: PathBuf, source: rcgen::Error },
     /// `generate_with_ca` could not produce a certificate that chains to the CA.
@@ -72,6 +78,7 @@ pub enum CertError {
         key: PathBuf,
         reason: String,
     },
+    /// rcgen refused the parameters or key generation failed.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
 }
@@ -95,7 +102,7 @@ pub fn generate(
     check_targets(&targets, overwrite)?;
 
     let ca_key = KeyPair::generate()?;
-    let ca_params = ca_params();
+    let ca_params = ca_params(&ca_key);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
@@ -125,10 +132,10 @@ pub fn generate(
 /// without re-keying the others.
 ///
 /// The CA must have been made by [`generate`]: its subject name is rebuilt
-/// rather than parsed. Every new certificate is verified against `ca.pem`
-/// before anything is written, so a foreign CA or a key that does not match
-/// the certificate is reported instead of producing useless files. The CA
-/// files are not copied into `out`.
+/// from the key rather than parsed. Every new certificate is verified
+/// against `ca.pem` before anything is written, so a foreign CA or a key
+/// that does not match the certificate is reported instead of producing
+/// useless files. The CA files are not copied into `out`.
 pub fn generate_with_ca(
     regions: &[String],
     ca_dir: &Path,
@@ -150,7 +157,7 @@ pub fn generate_with_ca(
         path: ca_key_path.clone(),
         source,
     })?;
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let issuer = Issuer::new(ca_params(&ca_key), ca_key);
 
     // Sign and verify everything in memory first; write only if all chain.
     let mut roots = rustls::RootCertStore::empty();
@@ -183,17 +190,28 @@ pub fn generate_with_ca(
     Ok(written)
 }
 
-/// Parameters of the cluster CA; deterministic apart from validity so
-/// [`generate_with_ca`] can rebuild the issuer name.
-fn ca_params() -> CertificateParams {
+/// Parameters of the cluster CA.
+///
+/// The subject is a function of the CA key alone, so [`generate_with_ca`]
+/// can rebuild the issuer name from `ca.key` without an X.509 parser (rcgen
+/// parses certificates only with its `x509-parser` feature). The key-derived
+/// suffix keeps the CAs of different clusters distinct by name, so a foreign
+/// certificate is reported as an unknown issuer, not a bad signature.
+fn ca_params(key: &KeyPair) -> CertificateParams {
     let mut params = CertificateParams::default();
+    let id: String = params
+        .key_identifier(key)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     params.distinguished_name = DistinguishedName::new();
     params
         .distinguished_name
         .push(DnType::OrganizationName, "Braid");
     params
         .distinguished_name
-        .push(DnType::CommonName, CA_COMMON_NAME);
+        .push(DnType::CommonName, format!("{CA_COMMON_NAME} {id}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

@@ -143,11 +143,22 @@ async fn run_sender<H: ReplicaHost>(
     }
     tracing::info!(peer = %peer.name, addr = %peer.addr, peer_vv = %welcome.durable, "replication link up");
     host.peer_reported(welcome.region, &welcome.durable);
+    host.peer_greeted(welcome.region, &welcome.durable);
     repl.with_peer(&peer.name, |s| {
         s.id = peer.id;
         s.outbound = "up";
         s.acked = welcome.durable.clone();
     });
+    // A peer behind what our log still holds (a joining region, or one
+    // down longer than the log kept) gets a snapshot, then the log after it.
+    let mut sent = welcome.durable.clone();
+    let behind = host.durable_vv().iter().any(|(origin, have)| {
+        let theirs = welcome.durable.get(origin);
+        theirs < have && theirs < host.log_floor(origin)
+    });
+    if behind {
+        sent = send_snapshot(host.as_ref(), &mut send, &peer.name).await?;
+    }
 
     let inflight = Arc::new(parking_lot::Mutex::new(InFlight {
         acked: welcome.durable.clone(),
@@ -209,7 +220,6 @@ async fn run_sender<H: ReplicaHost>(
 
     let mut changed = host.log_changed();
     let mut policy = CompressionPolicy::new();
-    let mut sent = welcome.durable.clone();
     let mut next_id = 1u64;
     let me = repl.region.0;
     let forward = repl.config.forward;
@@ -242,10 +252,8 @@ async fn run_sender<H: ReplicaHost>(
         let mut ops: Vec<Operation> = Vec::new();
         let mut bytes = 0usize;
         for (origin, have) in durable.iter() {
-            if origin == welcome.region {
-                continue;
-            }
-            let upto = if origin == me || forward {
+            // The peer's own operations go back to it only if it lost them.
+            let upto = if origin == me || forward || origin == welcome.region {
                 have
             } else if acked.get(origin) < relay_limit.get(origin) {
                 relay_limit.get(origin)
@@ -341,6 +349,58 @@ async fn run_sender<H: ReplicaHost>(
     }
 }
 
+/// Bytes of a snapshot file per message.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Streams a fresh snapshot to a peer; returns what it covers.
+async fn send_snapshot<H: ReplicaHost>(
+    host: &H,
+    send: &mut quinn::SendStream,
+    peer: &str,
+) -> Result<VersionVector, LinkError> {
+    use tokio::io::AsyncReadExt;
+    let (path, covers) = host.snapshot_for_peer().await.map_err(LinkError::Local)?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| LinkError::Local(format!("{}: {e}", path.display())))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| LinkError::Local(format!("{}: {e}", path.display())))?
+        .len();
+    tracing::info!(%peer, bytes = len, covers = %covers, "peer needs operations the log no longer holds; sending a snapshot");
+    write_message(
+        send,
+        &Message::SnapshotBegin {
+            len,
+            covers: covers.clone(),
+        },
+    )
+    .await
+    .map_err(conn_err)?;
+    let mut left = len;
+    let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+    while left > 0 {
+        let n = (left as usize).min(SNAPSHOT_CHUNK);
+        file.read_exact(&mut buf[..n])
+            .await
+            .map_err(|e| LinkError::Local(format!("{}: {e}", path.display())))?;
+        write_message(
+            send,
+            &Message::SnapshotChunk {
+                bytes: Bytes::copy_from_slice(&buf[..n]),
+            },
+        )
+        .await
+        .map_err(conn_err)?;
+        left -= n as u64;
+    }
+    write_message(send, &Message::SnapshotEnd)
+        .await
+        .map_err(conn_err)?;
+    Ok(covers)
+}
+
 /// Accepts peers' connections for as long as the endpoint is open.
 pub(crate) async fn accept_loop<H: ReplicaHost>(repl: Arc<Replication>, host: Arc<H>) {
     while let Some(incoming) = repl.endpoint.accept().await {
@@ -397,6 +457,7 @@ async fn run_receiver<H: ReplicaHost>(
     }
     let name = hello.name.clone();
     tracing::info!(peer = %name, %remote, "inbound replication link up");
+    host.peer_greeted(hello.region, &hello.durable);
     repl.with_peer(&name, |s| {
         s.id = hello.region.0;
         s.inbound_up = true;
@@ -507,10 +568,28 @@ async fn receive_segments<H: ReplicaHost>(
             Some(Ok(None)) | None => return Ok(()),
             Some(Err(e)) => return Err(conn_err(e)),
         };
-        let Message::Segment { id, bytes } = msg else {
-            return Err(LinkError::Protocol(format!(
-                "expected a segment, got {msg:?}"
-            )));
+        let (id, bytes) = match msg {
+            Message::Segment { id, bytes } => (id, bytes),
+            Message::SnapshotBegin { len, covers } => {
+                receive_snapshot(host, name, len, &covers, &mut frames).await?;
+                let durable = host.durable_vv();
+                write_message(
+                    send,
+                    &Message::Ack {
+                        id: last_id,
+                        durable: durable.clone(),
+                    },
+                )
+                .await
+                .map_err(conn_err)?;
+                last_reported = durable;
+                continue;
+            }
+            other => {
+                return Err(LinkError::Protocol(format!(
+                    "expected a segment, got {other:?}"
+                )))
+            }
         };
         let wire = bytes.len() as u64;
         let (header, ops) = decode_segment(&bytes, &limits).map_err(|e| {
@@ -518,16 +597,21 @@ async fn receive_segments<H: ReplicaHost>(
             LinkError::Protocol(format!("segment {id}: {e}"))
         })?;
         let n = ops.len() as u64;
-        // Our own operations come back only after we lost our log tail;
-        // they are not taken from peers (see the README's limitations).
-        let (own, ops): (Vec<Operation>, Vec<Operation>) =
-            ops.into_iter().partition(|op| op.origin == me);
-        if let Some(op) = own.iter().max_by_key(|op| op.seq) {
-            let mine = host.durable_vv().get(me);
-            if op.seq > mine {
-                tracing::error!(peer = %name, seq = op.seq, local = mine, "a peer holds operations of this region beyond its own log: the log tail was lost");
+        // Our own operations come back only after we lost them (empty or
+        // restored data directory); taken only while we take no writes.
+        let ops = if host.accepts_own_ops() {
+            ops
+        } else {
+            let (own, ops): (Vec<Operation>, Vec<Operation>) =
+                ops.into_iter().partition(|op| op.origin == me);
+            if let Some(op) = own.iter().max_by_key(|op| op.seq) {
+                let mine = host.durable_vv().get(me);
+                if op.seq > mine {
+                    tracing::error!(peer = %name, seq = op.seq, local = mine, "a peer holds operations of this region beyond its own log");
+                }
             }
-        }
+            ops
+        };
         host.receive(ops).await.map_err(LinkError::Local)?;
         let durable = host.durable_vv();
         write_message(
@@ -548,6 +632,60 @@ async fn receive_segments<H: ReplicaHost>(
             s.ops_recv += n;
         });
     }
+}
+
+/// Writes an incoming snapshot to a file, then installs it.
+async fn receive_snapshot<H: ReplicaHost>(
+    host: &H,
+    name: &str,
+    len: u64,
+    covers: &VersionVector,
+    frames: &mut tokio::sync::mpsc::Receiver<Result<Option<Message>, super::message::MessageError>>,
+) -> Result<(), LinkError> {
+    use tokio::io::AsyncWriteExt;
+    if !host.can_install(covers) {
+        return Err(LinkError::Local(format!(
+            "peer {name} sent a snapshot covering {covers}, which lacks operations this region holds; refusing it"
+        )));
+    }
+    tracing::info!(peer = %name, bytes = len, covers = %covers, "receiving a snapshot");
+    let path = host.incoming_snapshot_path();
+    let local = |e: std::io::Error| LinkError::Local(format!("{}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(&path).await.map_err(local)?;
+    let mut got = 0u64;
+    let result = loop {
+        match frames.recv().await {
+            Some(Ok(Some(Message::SnapshotChunk { bytes }))) => {
+                got += bytes.len() as u64;
+                if got > len {
+                    break Err(LinkError::Protocol(format!(
+                        "snapshot longer than the announced {len} bytes"
+                    )));
+                }
+                file.write_all(&bytes).await.map_err(local)?;
+            }
+            Some(Ok(Some(Message::SnapshotEnd))) if got == len => break Ok(()),
+            Some(Ok(Some(other))) => {
+                break Err(LinkError::Protocol(format!(
+                    "unexpected {other:?} inside a snapshot ({got} of {len} bytes)"
+                )))
+            }
+            Some(Ok(None)) | None => {
+                break Err(LinkError::Connection("closed inside a snapshot".into()))
+            }
+            Some(Err(e)) => break Err(conn_err(e)),
+        }
+    };
+    let result = match result {
+        Ok(()) => file.flush().await.map_err(local),
+        Err(e) => Err(e),
+    };
+    drop(file);
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    host.install_snapshot(path).await.map_err(LinkError::Local)
 }
 
 /// Aborts a task when dropped (a link's helper task ends with the link).

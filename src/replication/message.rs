@@ -19,6 +19,9 @@ const WELCOME: u8 = 2;
 const SEGMENT: u8 = 3;
 const ACK: u8 = 4;
 const REFUSE: u8 = 5;
+const SNAPSHOT_BEGIN: u8 = 6;
+const SNAPSHOT_CHUNK: u8 = 7;
+const SNAPSHOT_END: u8 = 8;
 
 /// Longest region name or address text in a handshake.
 const MAX_TEXT: usize = 255;
@@ -50,6 +53,21 @@ pub enum Message {
         /// Why, for the other side's log.
         reason: String,
     },
+    /// A snapshot file follows in chunks (the peer needs operations the
+    /// sender's log no longer holds): its length and version vector.
+    SnapshotBegin {
+        /// Total bytes of the snapshot file.
+        len: u64,
+        /// What it covers.
+        covers: VersionVector,
+    },
+    /// The next bytes of the snapshot file.
+    SnapshotChunk {
+        /// File bytes.
+        bytes: Bytes,
+    },
+    /// The snapshot is complete; segments resume after it.
+    SnapshotEnd,
 }
 
 /// What a region says about itself when a link opens.
@@ -124,6 +142,17 @@ impl Message {
                 let r = reason.as_bytes();
                 put_bytes(&mut out, &r[..r.len().min(MAX_TEXT)]);
             }
+            Message::SnapshotBegin { len, covers } => {
+                out.push(SNAPSHOT_BEGIN);
+                put_varint(&mut out, *len);
+                put_vv(&mut out, covers);
+            }
+            Message::SnapshotChunk { bytes } => {
+                out.reserve(bytes.len() + 1);
+                out.push(SNAPSHOT_CHUNK);
+                out.extend_from_slice(bytes);
+            }
+            Message::SnapshotEnd => out.push(SNAPSHOT_END),
         }
         let len = (out.len() - 4) as u32;
         out[..4].copy_from_slice(&len.to_le_bytes());
@@ -155,6 +184,12 @@ impl Message {
             REFUSE => Message::Refuse {
                 reason: text(&mut r, "refusal reason")?,
             },
+            SNAPSHOT_BEGIN => Message::SnapshotBegin {
+                len: r.varint("snapshot length")?,
+                covers: r.vv()?,
+            },
+            SNAPSHOT_CHUNK => return Ok(Message::SnapshotChunk { bytes: body }),
+            SNAPSHOT_END => Message::SnapshotEnd,
             other => return Err(MessageError::UnknownType(other)),
         };
         match r.remaining() {
@@ -250,6 +285,14 @@ mod tests {
             Message::Refuse {
                 reason: "protocol version 9 unsupported".into(),
             },
+            Message::SnapshotBegin {
+                len: 1 << 33,
+                covers: vv(&[(1, 5), (4, 2)]),
+            },
+            Message::SnapshotChunk {
+                bytes: Bytes::from_static(b"chunk of a snapshot file"),
+            },
+            Message::SnapshotEnd,
         ]
     }
 

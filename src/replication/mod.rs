@@ -53,6 +53,33 @@ pub trait ReplicaHost: Send + Sync + 'static {
     fn log_changed(&self) -> watch::Receiver<u64>;
     /// A peer's durable version vector (for stability and log truncation).
     fn peer_reported(&self, peer: RegionId, durable: &VersionVector);
+    /// The highest sequence of `origin` below which the log no longer holds
+    /// records (truncated after a snapshot): a peer behind it needs a
+    /// snapshot.
+    fn log_floor(&self, origin: RegionId) -> Seq;
+    /// Writes a snapshot of what may leave the region (its synced state)
+    /// for a peer; returns the file and what it covers.
+    fn snapshot_for_peer(
+        &self,
+    ) -> impl Future<Output = Result<(std::path::PathBuf, VersionVector), String>> + Send;
+    /// Whether a snapshot covering `covers` may replace this region's
+    /// state: it must hold everything this region holds.
+    fn can_install(&self, covers: &VersionVector) -> bool;
+    /// Where an incoming snapshot file is written.
+    fn incoming_snapshot_path(&self) -> std::path::PathBuf;
+    /// Validates a received snapshot file, makes it the newest local
+    /// snapshot and replaces the state with it.
+    fn install_snapshot(
+        &self,
+        path: std::path::PathBuf,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// A peer greeted us with its durable vector: while this region waits to
+    /// learn its own high-water mark (fresh or restored data directory), this
+    /// is how it learns it.
+    fn peer_greeted(&self, peer: RegionId, durable: &VersionVector);
+    /// Whether operations of this very region may be taken from peers: only
+    /// while it recovers ones it lost and takes no writes.
+    fn accepts_own_ops(&self) -> bool;
 }
 
 /// A link's state as `INFO replication` shows it.

@@ -31,27 +31,33 @@ const IDLE_TIMEOUT_MS: u32 = 30_000;
 /// Why TLS material could not be loaded or used; messages name the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file is missing or unreadable.
     #[error("cannot read {what} {}: {source}", path.display())]
     Read {
         what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A file has a damaged PEM section.
     #[error("{} is not a valid PEM {what} file: {source}", path.display())]
     BadPem {
         what: &'static str,
         path: PathBuf,
         source: pem::Error,
     },
+    /// A certificate file has no CERTIFICATE section.
     #[error("{} holds no certificate", .0.display())]
     NoCertificate(PathBuf),
+    /// The key file has no PRIVATE KEY section.
     #[error("{} holds no private key", .0.display())]
     NoPrivateKey(PathBuf),
+    /// The CA certificate cannot serve as a trust anchor.
     #[error("{} holds an unusable CA certificate: {source}", path.display())]
     BadCa {
         path: PathBuf,
         source: rustls::Error,
     },
+    /// The key is of a type or encoding the crypto provider cannot use.
     #[error("{} holds an unusable private key: {source}", path.display())]
     BadKey {
         path: PathBuf,
@@ -67,16 +73,23 @@ pub enum TlsError {
         ca: PathBuf,
         source: rustls::Error,
     },
+    /// rustls refused the configuration.
     #[error("TLS configuration rejected: {0}")]
     Config(#[from] rustls::Error),
+    /// The client certificate verifier could not be built.
     #[error("cannot build client certificate verifier: {0}")]
     Verifier(#[from] VerifierBuilderError),
+    /// The TLS configuration lacks what QUIC needs (TLS 1.3, AES-128-GCM).
     #[error("TLS configuration unusable for QUIC: {0}")]
     Quic(#[from] NoInitialCipherSuite),
+    /// The region name to check is not a DNS name, so no certificate can match.
     #[error("{0:?} is not a valid region name (must be a DNS name)")]
     BadRegionName(String),
+    /// The connection carries no peer certificate (should not happen with
+    /// mutual TLS; reported rather than trusted).
     #[error("peer {0} presented no certificate")]
     NoPeerCertificate(std::net::SocketAddr),
+    /// The peer certificate could not be parsed.
     #[error("peer {remote} presented an unparsable certificate: {source}")]
     BadPeerCertificate {
         remote: std::net::SocketAddr,
@@ -303,6 +316,7 @@ fn pem_error(path: &Path, what: &'static str, e: pem::Error) -> TlsError {
 mod tests {
     use super::*;
     use crate::replication::certs;
+    use std::fs;
     use std::net::SocketAddr;
     use tempfile::TempDir;
     use tokio::time::timeout;
@@ -337,22 +351,32 @@ mod tests {
     }
 
     /// Server side of a rejected handshake: the next incoming connection
-    /// must fail to establish.
-    async fn expect_server_rejects(ep: &quinn::Endpoint) {
+    /// must fail to establish, with TLS alert `alert` (sent by either side).
+    async fn expect_server_rejects(ep: &quinn::Endpoint, alert: rustls::AlertDescription) {
         let incoming = timeout(WAIT, ep.accept())
             .await
             .expect("client never reached the server")
             .expect("endpoint closed");
-        let result = timeout(WAIT, incoming)
+        let err = match timeout(WAIT, incoming)
             .await
-            .expect("server handshake hung");
-        match result {
+            .expect("server handshake hung")
+        {
             Ok(conn) => panic!(
                 "server accepted a connection from {}",
                 conn.remote_address()
             ),
-            Err(e) => tracing::debug!("server rejected as expected: {e}"),
-        }
+            Err(e) => e,
+        };
+        let code = match &err {
+            quinn::ConnectionError::TransportError(e) => e.code,
+            quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+            other => panic!("handshake failed for another reason: {other}"),
+        };
+        assert_eq!(
+            code,
+            quinn::TransportErrorCode::crypto(alert.into()),
+            "wrong failure: {err}"
+        );
     }
 
     /// Client side of a rejected handshake: connecting, or at the latest
@@ -378,63 +402,73 @@ mod tests {
         let (server_ep, addr) = server(&load(&dir, "eu"));
         let client_ep = client(load(&dir, "us").client_config().expect("client config"));
 
-        let server_task = tokio::spawn(async move {
-            let incoming = timeout(WAIT, server_ep.accept())
-                .await?
-                .expect("endpoint open");
-            let conn = timeout(WAIT, incoming).await?.expect("server handshake");
-            // The client is "us" and nothing else.
-            peer_certificate_names(&conn, "us").expect("client cert names us");
-            assert!(matches!(
-                peer_certificate_names(&conn, "eu"),
-                Err(TlsError::PeerNameMismatch { .. })
-            ));
-            assert_eq!(
-                conn.handshake_data()
+        // Twice: the reconnect may resume the TLS session, and the peer
+        // certificate must still be there to bind names.
+        for round in 0..2 {
+            let server_side = async {
+                let incoming = timeout(WAIT, server_ep.accept())
+                    .await
+                    .expect("accept hung")
+                    .expect("endpoint open");
+                let conn = timeout(WAIT, incoming)
+                    .await
+                    .expect("server handshake hung")
+                    .expect("server handshake");
+                // The client is "us" and nothing else.
+                peer_certificate_names(&conn, "us").expect("client cert names us");
+                assert!(matches!(
+                    peer_certificate_names(&conn, "eu"),
+                    Err(TlsError::PeerNameMismatch { .. })
+                ));
+                let alpn = conn
+                    .handshake_data()
                     .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-                    .and_then(|d| d.protocol),
-                Some(ALPN.to_vec())
-            );
-            let (mut send, mut recv) = timeout(WAIT, conn.accept_bi()).await?.expect("accept_bi");
-            let got = timeout(WAIT, recv.read_to_end(64)).await?.expect("read");
-            assert_eq!(got, b"hello from us");
-            send.write_all(b"hello from eu").await.expect("write");
-            send.finish().expect("finish");
-            // Keep the connection up until the client has read the reply.
-            let _ = timeout(WAIT, conn.closed()).await;
-            Ok::<_, tokio::time::error::Elapsed>(())
-        });
+                    .and_then(|d| d.protocol);
+                assert_eq!(alpn.as_deref(), Some(ALPN));
+                let (mut send, mut recv) = timeout(WAIT, conn.accept_bi())
+                    .await
+                    .expect("accept_bi hung")
+                    .expect("accept_bi");
+                let got = timeout(WAIT, recv.read_to_end(64))
+                    .await
+                    .expect("read hung")
+                    .expect("read");
+                assert_eq!(got, b"hello from us");
+                send.write_all(b"hello from eu").await.expect("write");
+                send.finish().expect("finish");
+                // Keep the connection up until the client has read the reply.
+                let _ = timeout(WAIT, conn.closed()).await;
+            };
 
-        let conn = timeout(WAIT, client_ep.connect(addr, "eu").expect("connect"))
-            .await
-            .expect("client handshake hung")
-            .expect("client handshake");
-        peer_certificate_names(&conn, "eu").expect("server cert names eu");
-        let err = peer_certificate_names(&conn, "asia").expect_err("not asia");
-        assert!(err.to_string().contains("\"asia\""), "{err}");
-        assert!(matches!(
-            peer_certificate_names(&conn, "not a region"),
-            Err(TlsError::BadRegionName(_))
-        ));
+            let client_side = async {
+                let conn = timeout(WAIT, client_ep.connect(addr, "eu").expect("connect"))
+                    .await
+                    .expect("client handshake hung")
+                    .expect("client handshake");
+                peer_certificate_names(&conn, "eu").expect("server cert names eu");
+                let err = peer_certificate_names(&conn, "asia").expect_err("not asia");
+                assert!(err.to_string().contains("\"asia\""), "{err}");
+                assert!(matches!(
+                    peer_certificate_names(&conn, "not a region"),
+                    Err(TlsError::BadRegionName(_))
+                ));
 
-        let (mut send, mut recv) = timeout(WAIT, conn.open_bi())
-            .await
-            .expect("hung")
-            .expect("open_bi");
-        send.write_all(b"hello from us").await.expect("write");
-        send.finish().expect("finish");
-        let got = timeout(WAIT, recv.read_to_end(64))
-            .await
-            .expect("hung")
-            .expect("read");
-        assert_eq!(got, b"hello from eu");
-        conn.close(0u32.into(), b"done");
+                let (mut send, mut recv) = timeout(WAIT, conn.open_bi())
+                    .await
+                    .expect("open_bi hung")
+                    .expect("open_bi");
+                send.write_all(b"hello from us").await.expect("write");
+                send.finish().expect("finish");
+                let got = timeout(WAIT, recv.read_to_end(64))
+                    .await
+                    .expect("read hung")
+                    .expect("read");
+                assert_eq!(got, b"hello from eu", "round {round}");
+                conn.close(0u32.into(), b"done");
+            };
 
-        timeout(WAIT, server_task)
-            .await
-            .expect("server task hung")
-            .expect("server task panicked")
-            .expect("server timed out");
+            tokio::join!(server_side, client_side);
+        }
     }
 
     #[tokio::test]
@@ -455,7 +489,7 @@ mod tests {
         };
         let client_ep = client(tls.client_config().expect("client config"));
         tokio::join!(
-            expect_server_rejects(&server_ep),
+            expect_server_rejects(&server_ep, rustls::AlertDescription::UnknownCA),
             expect_client_fails(&client_ep, addr, "eu"),
         );
 
@@ -463,7 +497,8 @@ mod tests {
         // fails too.
         let client_ep = client(impostor.client_config().expect("client config"));
         tokio::join!(
-            expect_server_rejects(&server_ep),
+            // Sent by the client, which does not trust the server's CA.
+            expect_server_rejects(&server_ep, rustls::AlertDescription::UnknownCA),
             expect_client_fails(&client_ep, addr, "eu"),
         );
     }
@@ -484,7 +519,7 @@ mod tests {
         let client_ep = client(quinn::ClientConfig::new(Arc::new(quic)));
 
         tokio::join!(
-            expect_server_rejects(&server_ep),
+            expect_server_rejects(&server_ep, rustls::AlertDescription::CertificateRequired),
             expect_client_fails(&client_ep, addr, "eu"),
         );
     }
@@ -495,19 +530,22 @@ mod tests {
         let (server_ep, addr) = server(&load(&dir, "eu"));
         let client_ep = client(load(&dir, "us").client_config().expect("client config"));
 
-        // The server is "eu"; a client expecting "asia" must not connect.
+        // The server is "eu"; a client expecting "asia" (or "us") must not
+        // connect. Quinn only progresses a handshake once the server accepts
+        // it, so both sides run together.
         for expected in ["asia", "us"] {
-            let result = timeout(WAIT, client_ep.connect(addr, expected).expect("connect"))
-                .await
-                .expect("client handshake hung");
-            let err = result.expect_err("connected to the wrong region");
-            tracing::debug!("client refused as expected: {err}");
+            let client_side = async {
+                let result = timeout(WAIT, client_ep.connect(addr, expected).expect("connect"))
+                    .await
+                    .expect("client handshake hung");
+                let err = result.expect_err("connected to the wrong region");
+                tracing::debug!("client refused as expected: {err}");
+            };
             // The server sees the handshake fail too.
-            let incoming = timeout(WAIT, server_ep.accept())
-                .await
-                .expect("accept hung")
-                .expect("endpoint open");
-            assert!(timeout(WAIT, incoming).await.expect("hung").is_err());
+            tokio::join!(
+                client_side,
+                expect_server_rejects(&server_ep, rustls::AlertDescription::BadCertificate)
+            );
         }
 
         // Sanity: the right name still works on the same endpoints.
@@ -595,6 +633,4 @@ mod tests {
         .expect_err("foreign cert");
         assert!(matches!(err, TlsError::NotFromCa { .. }), "{err}");
     }
-
-    use std::fs;
 }

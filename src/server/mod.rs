@@ -95,9 +95,16 @@ pub struct Shared {
     ops_at_last_snapshot: AtomicU64,
     local_addr: SocketAddr,
     region: RegionId,
-    /// This region's own sequence when it started (its local operations
-    /// since are numbered by the keyspace's lsn).
-    own_start: u64,
+    /// This region's own sequence before its first local operation since
+    /// start (those are numbered by the keyspace's lsn).
+    own_start: AtomicU64,
+    /// Writes wait until peers told this region its own high-water mark
+    /// (fresh or restored data directory).
+    syncing: AtomicBool,
+    /// Whether a peer has greeted us since start.
+    greeted: AtomicBool,
+    /// The highest own sequence a peer holds.
+    own_claimed: AtomicU64,
     /// Operations from peers waiting for their dependencies.
     causal: tokio::sync::Mutex<CausalBuffer>,
     causal_waiting: AtomicU64,
@@ -201,6 +208,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     );
     let ops_total = ks.state().version_vector().total();
     let own_start = ks.state().version_vector().get(region);
+    // A data directory with nothing in it may belong to a region that
+    // existed before (lost disk, rebuilt): its own numbering continues
+    // where its peers saw it end, so writes wait for a peer to tell.
+    let fresh = from.is_none() && replayed == 0;
+    let shared_peers_empty = config.replication.peers.is_empty();
     let replicating = config.replication.listen.is_some();
     let log_version = Arc::new(tokio::sync::watch::channel(0u64).0);
     let committer = Committer::start(
@@ -244,7 +256,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         ops_at_last_snapshot: AtomicU64::new(ops_total),
         local_addr,
         region,
-        own_start,
+        own_start: AtomicU64::new(own_start),
+        syncing: AtomicBool::new(fresh && !shared_peers_empty),
+        greeted: AtomicBool::new(false),
+        own_claimed: AtomicU64::new(0),
         causal: tokio::sync::Mutex::new(CausalBuffer::new()),
         causal_waiting: AtomicU64::new(0),
         stability: Mutex::new(stability),
@@ -470,6 +485,11 @@ async fn background(shared: Arc<Shared>) {
                 .frontier(ks.state().version_vector());
             ks.collect(&frontier);
         }
+        if shared.syncing.load(Relaxed) {
+            let limit = shared.config.read().replication.startup_peer_wait_ms;
+            shared.end_peer_sync_after(shared.started.elapsed(), Duration::from_millis(limit));
+            continue;
+        }
         // Active expiry, bounded per tick like Redis' expire cycle.
         {
             let mut ks = shared.keyspace.lock();
@@ -624,9 +644,10 @@ impl ServerHooks for Shared {
         }
         if want("replication") {
             out.push_str(&format!(
-                "# Replication\r\nrole:active-active\r\nregion:{}\r\nregion_id:{}\r\nversion_vector:{}\r\ndigest:{:032x}\r\nremote_ops_applied:{}\r\ncausal_buffer_ops:{}\r\n",
+                "# Replication\r\nrole:active-active\r\nregion:{}\r\nregion_id:{}\r\nwrites:{}\r\nversion_vector:{}\r\ndigest:{:032x}\r\nremote_ops_applied:{}\r\ncausal_buffer_ops:{}\r\n",
                 c.region,
                 c.region_id,
+                if self.syncing.load(Relaxed) { "waiting-for-peers" } else { "enabled" },
                 ks.state().version_vector(),
                 ks.state().digest(),
                 self.stats.remote_ops.load(Relaxed),
@@ -744,6 +765,12 @@ impl ServerHooks for Shared {
 
     fn shutdown(&self) {
         self.request_shutdown();
+    }
+
+    fn writes_blocked(&self) -> Option<&'static str> {
+        self.syncing.load(Relaxed).then_some(
+            "LOADING Braid is learning this region's own high-water mark from its peers; writes resume once one answers",
+        )
     }
 
     fn over_maxmemory(&self) -> bool {

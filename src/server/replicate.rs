@@ -1,6 +1,7 @@
 //! The region as replication sees it: what it holds durably, its op log to
 //! read from, and the door through which peers' operations come in.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -13,7 +14,38 @@ use crate::replication::ReplicaHost;
 impl Shared {
     /// Own operations up to here are fsync'd and may leave the region.
     fn own_synced(&self) -> Seq {
-        self.own_start + self.committer.synced()
+        self.own_start.load(Relaxed) + self.committer.synced()
+    }
+
+    /// Ends the wait for peers if what they told us of our own operations
+    /// is all here: writes resume, numbered after the highest.
+    fn maybe_end_peer_sync(&self) {
+        if !self.syncing.load(Relaxed) || !self.greeted.load(Relaxed) {
+            return;
+        }
+        let ks = self.keyspace.lock();
+        let mine = ks.state().version_vector().get(self.region);
+        if mine >= self.own_claimed.load(Relaxed) {
+            self.own_start.store(mine - ks.lsn().min(mine), Relaxed);
+            self.syncing.store(false, Relaxed);
+            tracing::info!(
+                own_seq = mine,
+                "learned this region's high-water mark from its peers; taking writes"
+            );
+        }
+    }
+
+    /// Stops waiting for peers after `limit` when none answered (a new
+    /// cluster whose other regions are not up yet).
+    pub(super) fn end_peer_sync_after(
+        &self,
+        waited: std::time::Duration,
+        limit: std::time::Duration,
+    ) {
+        if self.syncing.load(Relaxed) && !self.greeted.load(Relaxed) && waited >= limit {
+            tracing::warn!(waited_ms = waited.as_millis() as u64, "no peer answered; taking writes without having learned this region's high-water mark from them");
+            self.syncing.store(false, Relaxed);
+        }
     }
 }
 
@@ -80,6 +112,7 @@ impl ReplicaHost for Shared {
         }
         self.stats.remote_ops.fetch_add(ready.len() as u64, Relaxed);
         self.log_version.send_modify(|v| *v += 1);
+        self.maybe_end_peer_sync();
         Ok(())
     }
 
@@ -89,6 +122,78 @@ impl ReplicaHost for Shared {
 
     fn peer_reported(&self, peer: RegionId, durable: &VersionVector) {
         self.stability.lock().report(peer, durable);
+    }
+
+    fn log_floor(&self, origin: RegionId) -> Seq {
+        match self.log.first_seq(origin) {
+            Ok(Some(first)) => first - 1,
+            // Nothing in the log: everything we hold of it was truncated.
+            Ok(None) => self.durable_vv().get(origin),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the op log");
+                Seq::MAX
+            }
+        }
+    }
+
+    async fn snapshot_for_peer(&self) -> Result<(PathBuf, VersionVector), String> {
+        let (frozen, lsn) = {
+            let ks = self.keyspace.lock();
+            (ks.state().freeze(), ks.lsn())
+        };
+        // Only what is synced may leave the region.
+        if !self.committer.wait(lsn).await {
+            return Err("the op log failed".into());
+        }
+        self.committer
+            .sync_now(&self.log)
+            .map_err(|e| e.to_string())?;
+        let info = tokio::task::block_in_place(|| self.snapshots.write(&frozen))
+            .map_err(|e| format!("cannot write a snapshot for a peer: {e}"))?;
+        Ok((info.path, frozen.version_vector().clone()))
+    }
+
+    fn can_install(&self, covers: &VersionVector) -> bool {
+        covers.dominates(self.keyspace.lock().state().version_vector())
+    }
+
+    fn incoming_snapshot_path(&self) -> PathBuf {
+        self.snapshots.incoming_path()
+    }
+
+    async fn install_snapshot(&self, path: PathBuf) -> Result<(), String> {
+        let _receiving = self.causal.lock().await;
+        let (state, info) = tokio::task::block_in_place(|| self.snapshots.adopt(&path))
+            .map_err(|e| format!("received snapshot is not valid: {e}"))?;
+        let covers = state.version_vector().clone();
+        {
+            let mut ks = self.keyspace.lock();
+            if !covers.dominates(ks.state().version_vector()) {
+                return Err(format!(
+                    "received snapshot {covers} lacks operations this region holds ({})",
+                    ks.state().version_vector()
+                ));
+            }
+            ks.install(state, unix_ms());
+            let mine = covers.get(self.region);
+            self.own_start.store(mine - ks.lsn().min(mine), Relaxed);
+        }
+        self.ops_at_last_snapshot.store(info.ops, Relaxed);
+        tracing::info!(snapshot = %info.path.display(), covers = %covers, "installed a snapshot from a peer");
+        self.log_version.send_modify(|v| *v += 1);
+        self.maybe_end_peer_sync();
+        Ok(())
+    }
+
+    fn peer_greeted(&self, _peer: RegionId, durable: &VersionVector) {
+        self.own_claimed
+            .fetch_max(durable.get(self.region), Relaxed);
+        self.greeted.store(true, Relaxed);
+        self.maybe_end_peer_sync();
+    }
+
+    fn accepts_own_ops(&self) -> bool {
+        self.syncing.load(Relaxed)
     }
 }
 

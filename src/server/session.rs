@@ -107,6 +107,11 @@ impl Session {
                 After::Continue,
             );
         }
+        if spec.flags & WRITE != 0 {
+            if let Some(why) = server.writes_blocked() {
+                return (Frame::error(why), After::Continue);
+            }
+        }
         (self.run(ks, server, now_ms, &args), After::Continue)
     }
 
@@ -249,6 +254,14 @@ impl Session {
         }) && server.over_maxmemory()
         {
             return Frame::error("EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.");
+        }
+        if let Some(why) = server.writes_blocked() {
+            if queued
+                .iter()
+                .any(|c| command::lookup(&c[0]).is_some_and(|s| s.flags & WRITE != 0))
+            {
+                return Frame::error(format!("EXECABORT Transaction discarded because of: {why}"));
+            }
         }
         ks.begin_txn();
         let replies = queued

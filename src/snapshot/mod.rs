@@ -168,6 +168,55 @@ impl SnapshotStore {
         })
     }
 
+    /// A temporary file in the store, for a snapshot arriving from a peer;
+    /// removed at the next open if never adopted.
+    pub fn incoming_path(&self) -> PathBuf {
+        self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}-incoming",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Validates a snapshot file received from a peer (every chunk's CRC and
+    /// the digest), then makes it this store's newest snapshot atomically.
+    /// Returns the state it holds. The file is removed if it is invalid.
+    pub fn adopt(&self, tmp: &Path) -> Result<(State, SnapshotInfo), SnapshotFileError> {
+        let loaded = (|| {
+            let (reader, size) = open(tmp)?;
+            let (state, header) = codec::decode_with_header(reader)?;
+            File::open(tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(SnapshotFileError::Open)?;
+            Ok::<_, SnapshotFileError>((state, header, size))
+        })();
+        let (state, header, size) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_file(tmp);
+                return Err(e);
+            }
+        };
+        let ops = header.version_vector.total();
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let path = self.dir.join(file_name(ops, unix_ms));
+        fs::rename(tmp, &path)
+            .and_then(|()| sync_dir(&self.dir))
+            .map_err(SnapshotFileError::Open)?;
+        Ok((
+            state,
+            SnapshotInfo {
+                path,
+                ops,
+                unix_ms,
+                size,
+                header,
+            },
+        ))
+    }
+
     /// The snapshots whose header reads correctly, newest first. Only the
     /// headers are read; a file with a bad header is logged and left out.
     pub fn list(&self) -> io::Result<Vec<SnapshotInfo>> {
