@@ -215,6 +215,9 @@ pub struct ReplicationConfig {
     /// rebuilt region); after this long without any peer answering, it
     /// takes writes anyway (a new cluster whose other regions are not up).
     pub startup_peer_wait_ms: u64,
+    /// Compress segments with lz4 where it pays (adaptive, per link);
+    /// `false` sends every segment raw.
+    pub compress: bool,
 }
 
 impl Default for ReplicationConfig {
@@ -230,6 +233,7 @@ impl Default for ReplicationConfig {
             max_segment_ops: 10_000,
             max_segment_bytes: ByteSize(4 * 1024 * 1024),
             startup_peer_wait_ms: 5000,
+            compress: true,
         }
     }
 }

@@ -373,6 +373,30 @@ fn ring_topology_converges() {
 }
 
 #[test]
+fn multi_tier_topology_converges() {
+    // Tier 1: us and eu in a mesh, forwarding. Tier 2: us-west attached to
+    // us, eu-north attached to eu.
+    let mut cluster = Cluster::new(&["us", "eu", "us-west", "eu-north"]);
+    cluster.start(0, &[1, 2], &["--forward"]);
+    cluster.start(1, &[0, 3], &["--forward"]);
+    cluster.start(2, &[0], &[]);
+    cluster.start(3, &[1], &[]);
+    for i in 0..4 {
+        let _: () = cluster.conn(i).incr("visits", 1 + i as i64).expect("incr");
+        let _: () = cluster
+            .conn(i)
+            .rpush(format!("log{i}"), "x")
+            .expect("rpush");
+    }
+    cluster.await_convergence(Duration::from_secs(60));
+    let v: i64 = cluster.conn(3).get("visits").expect("visits");
+    assert_eq!(v, 10);
+    let d0 = dump(&mut cluster.conn(2));
+    assert_eq!(d0, dump(&mut cluster.conn(3)));
+    assert_eq!(d0.len(), 5);
+}
+
+#[test]
 fn a_mesh_relays_around_a_missing_link() {
     // us and asia do not list each other: eu relays after relay_after_ms.
     let mut cluster = Cluster::new(&["us", "eu", "asia"]);

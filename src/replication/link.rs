@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::message::{read_message, write_message, Greeting, Message, PROTOCOL_VERSION};
-use super::segment::{decode_segment, encode_segment, CompressionPolicy, SegmentLimits};
+use super::segment::{
+    decode_segment, encode_segment, encode_segment_adaptive, Compression, CompressionPolicy,
+    SegmentLimits,
+};
 use super::{tls, ReplicaHost, Replication};
 use crate::config::PeerConfig;
 use crate::crdt::{Operation, VersionVector};
@@ -237,7 +240,12 @@ async fn run_sender<H: ReplicaHost>(
         }
         let durable = host.durable_vv();
         let now = Instant::now();
-        relay_marks.push_back((now, durable.clone()));
+        if relay_marks
+            .back()
+            .is_none_or(|(t, _)| now - *t >= Duration::from_millis(10))
+        {
+            relay_marks.push_back((now, durable.clone()));
+        }
         while relay_marks.len() > 1 && now - relay_marks[1].0 >= relay_after {
             relay_marks.pop_front();
         }
@@ -292,9 +300,11 @@ async fn run_sender<H: ReplicaHost>(
             continue;
         }
 
-        let compression = policy.choose(bytes);
-        let (segment, header) = encode_segment(&ops, compression);
-        policy.record(header.raw_len as usize, header.wire_len as usize);
+        let (segment, header) = if repl.config.compress {
+            encode_segment_adaptive(&ops, &mut policy)
+        } else {
+            encode_segment(&ops, Compression::Raw)
+        };
         let id = next_id;
         next_id += 1;
         inflight.lock().segments.push_back((id, Instant::now()));

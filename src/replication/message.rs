@@ -322,7 +322,7 @@ mod tests {
             }
             let mut r = &bytes[..];
             assert!(matches!(
-                read_message(&mut r, 3).await,
+                read_message(&mut r, 0).await,
                 Err(MessageError::TooLong { .. })
             ));
         }
