@@ -653,13 +653,13 @@ fn watcher(
 }
 
 /// Writes a probe on one region (round-robin) `per_sec` times a second for
-/// `secs`, numbered from `first` (numbers are never reused: a watcher would
+/// `secs`, numbered from `first_probe` (numbers are never reused: a watcher would
 /// see an earlier run's value at once); tells the watchers of its source
 /// about each. Returns the probes refused by the server (with the first
 /// error).
 fn probe_writer(
     ports: &[u16],
-    first: u64,
+    first_probe: u64,
     per_sec: f64,
     secs: f64,
     watchers: Vec<Vec<mpsc::Sender<String>>>,
@@ -675,7 +675,7 @@ fn probe_writer(
             thread::sleep(wait);
         }
         let src = (n % ports.len() as u64) as usize;
-        let key = format!("probe:{}:{}", REGIONS[src].0, first + n);
+        let key = format!("probe:{}:{}", REGIONS[src].0, first_probe + n);
         let r: RedisResult<()> = redis::cmd("SET")
             .arg(&key)
             .arg(unix_ns().to_string())

@@ -215,6 +215,10 @@ pub struct ReplicationConfig {
     /// rebuilt region); after this long without any peer answering, it
     /// takes writes anyway (a new cluster whose other regions are not up).
     pub startup_peer_wait_ms: u64,
+    /// Most operations the op log keeps for peers that have not
+    /// acknowledged them (0: no cap); beyond it they are truncated after a
+    /// snapshot and a lagging peer catches up from a snapshot.
+    pub log_retention_ops: u64,
     /// Compress segments with lz4 where it pays (adaptive, per link);
     /// `false` sends every segment raw.
     pub compress: bool,
@@ -234,6 +238,7 @@ impl Default for ReplicationConfig {
             max_segment_bytes: ByteSize(4 * 1024 * 1024),
             startup_peer_wait_ms: 5000,
             compress: true,
+            log_retention_ops: 50_000_000,
         }
     }
 }

@@ -281,6 +281,17 @@ impl Replication {
         out
     }
 
+    /// Configured peers that have not acknowledged everything in `vv`.
+    pub fn lagging_peers(&self, vv: &VersionVector) -> Vec<String> {
+        let peers = self.peers.lock();
+        self.config
+            .peers
+            .iter()
+            .filter(|p| peers.get(&p.name).is_none_or(|s| !s.acked.dominates(vv)))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     /// The `INFO replication` section body.
     pub fn info(&self, local: &VersionVector) -> String {
         let peers = self.peers.lock();

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::command::{server::config_matches, ClientInfo, ServerHooks};
 use crate::config::{Config, FsyncPolicy};
-use crate::crdt::{CausalBuffer, RegionId, Stability, State, VersionVector};
+use crate::crdt::{CausalBuffer, RegionId, Stability, State};
 use crate::keyspace::Keyspace;
 use crate::oplog::commit::{Committer, Durable};
 use crate::oplog::{OpLog, OpLogError};
@@ -538,12 +538,25 @@ pub async fn snapshot_now(shared: &Arc<Shared>) -> std::io::Result<()> {
     let t0 = Instant::now();
     let info = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let info = s.snapshots.write(&frozen)?;
-        // Records every peer still needs stay in the log.
-        let covered = match s.replication.get().and_then(|r| r.acked_by_all()) {
-            Some(acked) => frozen.version_vector().meet(&acked),
-            None if s.replication.get().is_some() => VersionVector::new(),
-            None => frozen.version_vector().clone(),
+        // Records every configured peer still needs stay in the log, up to
+        // the retention cap; beyond it a lagging peer will get a snapshot.
+        let snap = frozen.version_vector();
+        let mut covered = match s.replication.get().and_then(|r| r.acked_by_all()) {
+            Some(acked) => snap.meet(&acked),
+            None => snap.clone(),
         };
+        let retention = s.config.read().replication.log_retention_ops;
+        let kept = snap.total().saturating_sub(covered.total());
+        if retention > 0 && kept > retention {
+            let lagging = s.replication.get().map(|r| r.lagging_peers(snap)).unwrap_or_default();
+            tracing::warn!(
+                kept_ops = kept,
+                retention_ops = retention,
+                lagging = %lagging.join(","),
+                "op log over its retention cap: truncating operations not every peer has; the lagging peers will need a snapshot to catch up"
+            );
+            covered = snap.clone();
+        }
         s.log
             .truncate_covered(&covered)
             .map_err(std::io::Error::other)?;
