@@ -13,13 +13,17 @@
 //! 1. **Replication lag at a steady write rate.** For each total rate in
 //!    `BENCH_RATES`, writers spread the rate evenly over the three regions
 //!    (`BENCH_CONNS` paced connections per region, each sending what is due
-//!    every millisecond as one pipeline) with a realistic mix of commands.
-//!    About `BENCH_PROBES` times a second a probe `SET probe:<region>:<n>
-//!    <unix_ns>` goes to one region (round-robin over the three); for every
-//!    other region a watcher thread polls `GET` (sleeping `BENCH_POLL_US`
-//!    between polls) until the probe is visible and records visible time −
-//!    the time the probe was sent. Reported per (rate, source → target):
-//!    p50 / p99 / max, and the rate the writers achieved.
+//!    every millisecond as one pipeline) with a realistic mix of commands
+//!    (40% SET, 15% INCR, 15% HSET, 10% each SADD, LPUSH, ZADD over 10k
+//!    16-byte keys; 32-byte values). About `BENCH_PROBES` times a second a
+//!    probe `SET probe:<region>:<n> <unix_ns>` goes to one region
+//!    (round-robin over the three; `n` is never reused across rates); for
+//!    every other region a watcher thread polls `GET` (sleeping
+//!    `BENCH_POLL_US` between polls) until the probe is visible and records
+//!    visible time − the time the probe was sent, so the lag includes the
+//!    source's own commit (its reply time is reported too). Reported per
+//!    (rate, source → target): p50 / p99 / max, and the rate the writers
+//!    achieved.
 //! 2. **Wire bytes per operation.** `BENCH_WIRE_OPS` writes per workload on
 //!    us only; the us → eu link's counters from `INFO replication`
 //!    (`sent_raw_bytes`, `sent_wire_bytes`, `ops_sent`, …) are read before
@@ -182,28 +186,51 @@ impl Proc {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Waits until its TCP port accepts connections; panics with its log if
-    /// it exits or takes longer than a minute.
-    fn wait_listening(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited during start-up ({status}); its output:\n{}",
-                    self.name,
-                    self.log_tail(40)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on port {port} within 60 s; its output:\n{}",
+    /// An error naming it and showing its output if it has exited.
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!(
+                "{} exited ({status}); its output:\n{}",
                 self.name,
                 self.log_tail(40)
-            );
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until its TCP port accepts connections; an error with its log
+    /// if it exits or takes longer than a minute.
+    fn wait_listening(&mut self, port: u16) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.check_alive()?;
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not listen on port {port} within 60 s; its output:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                ));
+            }
             thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs `start` up to three times: a port found free may be taken by
+/// another program before the server binds it.
+fn with_retries<T>(what: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Ok(t) => return t,
+            Err(e) if attempt < 3 => {
+                eprintln!("{what}: start-up failed (attempt {attempt}), retrying: {e}");
+                attempt += 1;
+            }
+            Err(e) => panic!("{what}: start-up failed three times; last error: {e}"),
         }
     }
 }
@@ -216,6 +243,11 @@ struct Guard {
 }
 
 impl Guard {
+    /// An error if any process has exited.
+    fn check_alive(&mut self) -> Result<(), String> {
+        self.procs.iter_mut().try_for_each(Proc::check_alive)
+    }
+
     /// Lines of the processes' output that look like warnings or errors.
     fn complaints(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -275,6 +307,10 @@ impl Cluster {
     /// directories) and waits until every region takes writes and has both
     /// outbound links up. `config` is the text of a `--config` file.
     fn start(s: &Settings, config: Option<&str>) -> Cluster {
+        with_retries("braid cluster", || Cluster::try_start(s, config))
+    }
+
+    fn try_start(s: &Settings, config: Option<&str>) -> Result<Cluster, String> {
         let bin = env!("CARGO_BIN_EXE_braid-server");
         let root = tempfile::tempdir().expect("cannot create a temporary directory");
         let certs = root.path().join("certs");
@@ -313,7 +349,8 @@ impl Cluster {
                 .arg("--tls-dir")
                 .arg(&certs)
                 .args(["--fsync", &s.fsync])
-                .env("RUST_LOG", "warn");
+                .env("RUST_LOG", "warn")
+                .env("NO_COLOR", "1");
             for (j, (peer, pid)) in REGIONS.iter().enumerate() {
                 if j != i {
                     cmd.args(["--peer", &format!("{peer}={pid}@127.0.0.1:{}", udp[j])]);
@@ -325,15 +362,15 @@ impl Cluster {
                 .push(Proc::spawn(&format!("braid-server {name}"), &mut cmd, log));
         }
         for (p, &port) in guard.procs.iter_mut().zip(&ports) {
-            p.wait_listening(port);
+            p.wait_listening(port)?;
         }
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             guard,
             ports,
             _root: root,
         };
-        cluster.wait_ready();
-        cluster
+        cluster.wait_ready(&udp)?;
+        Ok(cluster)
     }
 
     fn conn(&self, i: usize) -> Connection {
@@ -341,29 +378,33 @@ impl Cluster {
     }
 
     /// A region on an empty data directory answers writes with LOADING until
-    /// a peer greets it: wait for `writes:enabled` and both links up.
-    fn wait_ready(&self) {
+    /// a peer greets it: wait for `writes:enabled` and both links up. The
+    /// replication address (`udp`) proves the port is this run's server.
+    fn wait_ready(&mut self, udp: &[u16]) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         for i in 0..REGIONS.len() {
-            let mut c = self.conn(i);
             loop {
-                let text = info(&mut c, "replication");
+                self.guard.check_alive()?;
+                let text = info(&mut self.conn(i), "replication");
+                let ours = text.contains(&format!("replication_listen:127.0.0.1:{}", udp[i]));
                 let peers_up = text
                     .lines()
                     .find_map(|l| l.strip_prefix("connected_peers:"))
                     .and_then(|n| n.trim().parse::<usize>().ok())
                     .unwrap_or(0);
-                if text.contains("writes:enabled") && peers_up == REGIONS.len() - 1 {
+                if ours && text.contains("writes:enabled") && peers_up == REGIONS.len() - 1 {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "region {} not ready after 60 s:\n{text}",
-                    REGIONS[i].0
-                );
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "region {} not ready after 60 s:\n{text}",
+                        REGIONS[i].0
+                    ));
+                }
                 thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     /// Waits until every region reports the same version vector.
@@ -371,7 +412,7 @@ impl Cluster {
         let start = Instant::now();
         let mut conns: Vec<Connection> = (0..REGIONS.len()).map(|i| self.conn(i)).collect();
         loop {
-            let vvs: Vec<String> = conns.iter_mut().map(|c| vv_text(c)).collect();
+            let vvs: Vec<String> = conns.iter_mut().map(vv_text).collect();
             if vvs.windows(2).all(|w| w[0] == w[1]) {
                 return start.elapsed();
             }
@@ -655,20 +696,18 @@ fn watcher(
 /// Writes a probe on one region (round-robin) `per_sec` times a second for
 /// `secs`, numbered from `first_probe` (numbers are never reused: a watcher would
 /// see an earlier run's value at once); tells the watchers of its source
-/// about each. Returns the probes refused by the server (with the first
-/// error).
+/// about each.
 fn probe_writer(
     ports: &[u16],
     first_probe: u64,
     per_sec: f64,
     secs: f64,
     watchers: Vec<Vec<mpsc::Sender<String>>>,
-) -> (u64, Option<String>) {
+) -> ProbeStats {
     let mut conns: Vec<Connection> = ports.iter().map(|&p| connect(p)).collect();
     let start = Instant::now();
     let total = (per_sec * secs).ceil() as u64;
-    let mut refused = 0;
-    let mut first = None;
+    let mut st = ProbeStats::default();
     for n in 0..total {
         let at = start + Duration::from_secs_f64(n as f64 / per_sec);
         if let Some(wait) = at.checked_duration_since(Instant::now()) {
@@ -676,23 +715,36 @@ fn probe_writer(
         }
         let src = (n % ports.len() as u64) as usize;
         let key = format!("probe:{}:{}", REGIONS[src].0, first_probe + n);
+        let sent = Instant::now();
         let r: RedisResult<()> = redis::cmd("SET")
             .arg(&key)
             .arg(unix_ns().to_string())
             .query(&mut conns[src]);
         match r {
             Ok(()) => {
+                st.reply_ns.push(sent.elapsed().as_nanos() as u64);
                 for tx in &watchers[src] {
                     let _ = tx.send(key.clone());
                 }
             }
             Err(e) => {
-                refused += 1;
-                first.get_or_insert_with(|| e.to_string());
+                st.refused += 1;
+                st.first_error.get_or_insert_with(|| e.to_string());
             }
         }
     }
-    (refused, first)
+    st
+}
+
+/// What the probe writer saw.
+#[derive(Default)]
+struct ProbeStats {
+    /// Probes the server refused, and the first refusal.
+    refused: u64,
+    first_error: Option<String>,
+    /// Time to each accepted probe's reply on its source region (with
+    /// `--fsync always`, after the fsync that covers it).
+    reply_ns: Vec<u64>,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -714,7 +766,7 @@ struct LagRun {
     achieved: f64,
     write_errors: u64,
     first_error: Option<String>,
-    probes_refused: u64,
+    probes: ProbeStats,
     watches: Vec<WatchResult>,
     converge: Duration,
 }
@@ -737,10 +789,10 @@ fn measure_lag(cluster: &Cluster, s: &Settings, run: usize, rate: u64) -> LagRun
 
     let mut senders: Vec<Vec<mpsc::Sender<String>>> = vec![Vec::new(); n];
     let mut watchers = Vec::new();
-    for source in 0..n {
+    for (source, to_watchers) in senders.iter_mut().enumerate() {
         for target in (0..n).filter(|&t| t != source) {
             let (tx, rx) = mpsc::channel();
-            senders[source].push(tx);
+            to_watchers.push(tx);
             let port = cluster.ports[target];
             let poll = s.poll;
             watchers.push(thread::spawn(move || {
@@ -748,7 +800,7 @@ fn measure_lag(cluster: &Cluster, s: &Settings, run: usize, rate: u64) -> LagRun
             }));
         }
     }
-    let (probes_refused, probe_error) = probe_writer(
+    let mut probes = probe_writer(
         &cluster.ports,
         run as u64 * 1_000_000_000,
         s.probes_per_sec,
@@ -758,7 +810,8 @@ fn measure_lag(cluster: &Cluster, s: &Settings, run: usize, rate: u64) -> LagRun
     stop.store(true, Ordering::Relaxed);
     let mut ok = 0;
     let mut write_errors = 0;
-    let mut first_error = probe_error.map(|e| format!("probe: {e}"));
+    let mut first_error = probes.first_error.take().map(|e| format!("probe: {e}"));
+    probes.reply_ns.sort_unstable();
     let mut elapsed = Duration::ZERO;
     for w in writers {
         let st = w.join().expect("a writer thread panicked");
@@ -779,7 +832,7 @@ fn measure_lag(cluster: &Cluster, s: &Settings, run: usize, rate: u64) -> LagRun
         achieved: ok as f64 / elapsed.as_secs_f64().max(1e-9),
         write_errors,
         first_error,
-        probes_refused,
+        probes,
         watches,
         converge,
     }
@@ -837,10 +890,14 @@ fn lag_table(runs: &[LagRun], s: &Settings) -> String {
     for r in runs {
         let _ = writeln!(
             t,
-            "rate {}: write errors {}, probes refused {}, all regions equal {:.0} ms after the writers stopped{}",
+            "rate {}: probe SET reply on its source p50 {} / p99 {} / max {} ms; write errors {}, probes refused {}, \
+             all regions equal {:.0} ms after the writers stopped{}",
             r.rate,
+            ms(pct(&r.probes.reply_ns, 50.0)),
+            ms(pct(&r.probes.reply_ns, 99.0)),
+            ms(r.probes.reply_ns.last().copied().unwrap_or(0)),
             r.write_errors,
-            r.probes_refused,
+            r.probes.refused,
             r.converge.as_secs_f64() * 1000.0,
             r.first_error
                 .as_ref()
@@ -981,6 +1038,12 @@ fn start_redis(s: &Settings) -> Result<RedisPair, String> {
         }
         Err(e) => return Err(format!("`{}` cannot run: {e}", s.redis_server)),
     }
+    Ok(with_retries("redis master and replica", || {
+        try_start_redis(s)
+    }))
+}
+
+fn try_start_redis(s: &Settings) -> Result<RedisPair, String> {
     let root = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let master = free_tcp_port();
     let replica = free_tcp_port();
@@ -1001,11 +1064,17 @@ fn start_redis(s: &Settings) -> Result<RedisPair, String> {
             .procs
             .push(Proc::spawn(&format!("redis-server {name}"), &mut cmd, log));
     }
-    guard.procs[0].wait_listening(master);
-    guard.procs[1].wait_listening(replica);
+    guard.procs[0].wait_listening(master)?;
+    guard.procs[1].wait_listening(replica)?;
     let mut c = connect(master);
+    // The port could belong to another program's server: check the pid.
+    let pid = format!("process_id:{}", guard.procs[0].child.id());
+    if !info(&mut c, "server").lines().any(|l| l.trim() == pid) {
+        return Err(format!("port {master} is not this run's redis-server"));
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        guard.check_alive()?;
         let text = info(&mut c, "replication");
         if text
             .lines()

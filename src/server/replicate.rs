@@ -11,6 +11,9 @@ use crate::config::FsyncPolicy;
 use crate::crdt::{Operation, RegionId, Seq, VersionVector};
 use crate::replication::ReplicaHost;
 
+/// Most operations held back waiting for their dependencies.
+const MAX_WAITING: usize = 1_000_000;
+
 impl Shared {
     /// Own operations up to here are fsync'd and may leave the region.
     fn own_synced(&self) -> Seq {
@@ -88,6 +91,18 @@ impl ReplicaHost for Shared {
             }
             buffer.drain_ready(vv)
         };
+        if buffer.len() > MAX_WAITING {
+            // Operations whose dependencies never come (a misbehaving peer)
+            // must not grow memory without bound. Nothing waiting was
+            // acknowledged, so dropping it loses nothing: the link is
+            // dropped and senders resend from our durable vector.
+            let dropped = buffer.len();
+            *buffer = crate::crdt::CausalBuffer::new();
+            self.causal_waiting.store(0, Relaxed);
+            return Err(format!(
+                "{dropped} operations waited for dependencies that never arrived; dropped them (they will be resent)"
+            ));
+        }
         self.causal_waiting.store(buffer.len() as u64, Relaxed);
         if ready.is_empty() {
             return Ok(());
