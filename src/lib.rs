@@ -6,11 +6,13 @@
 //! and the materialized state); later layers (protocol, op log, replication)
 //! only move its operations around.
 
+pub mod backup;
 pub mod command;
 pub mod config;
 pub mod crdt;
 pub mod keyspace;
 pub mod oplog;
+pub mod relay;
 pub mod replication;
 pub mod resp;
 pub mod server;

@@ -91,6 +91,12 @@ pub trait ServerHooks: Send + Sync {
     fn writes_blocked(&self) -> Option<&'static str> {
         None
     }
+    /// Starts a snapshot in the background (`BRAID.SNAPSHOT`); returns its
+    /// number (`INFO persistence`'s `last_snapshot_id` once it is written,
+    /// `last_failed_snapshot_id` if it fails). `Err`: the error text.
+    fn request_snapshot(&self) -> Result<u64, String> {
+        Err("snapshots are not available here".into())
+    }
 }
 
 /// A command's description.

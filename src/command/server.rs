@@ -1,5 +1,6 @@
 //! Server commands that need no connection state: PING, ECHO, TIME, INFO,
-//! CONFIG, COMMAND, FLUSHALL/FLUSHDB, SHUTDOWN, BRAID.DIGEST, BRAID.VV.
+//! CONFIG, COMMAND, FLUSHALL/FLUSHDB, SHUTDOWN, BRAID.DIGEST, BRAID.VV,
+//! BRAID.SNAPSHOT.
 
 use bytes::Bytes;
 
@@ -21,7 +22,21 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "shutdown", arity: -1, flags: ADMIN | NOAUTH, keys: (0, 0, 0), run: shutdown },
     CommandSpec { name: "braid.digest", arity: 1, flags: FAST, keys: (0, 0, 0), run: braid_digest },
     CommandSpec { name: "braid.vv", arity: 1, flags: FAST, keys: (0, 0, 0), run: braid_vv },
+    CommandSpec { name: "braid.snapshot", arity: 1, flags: ADMIN, keys: (0, 0, 0), run: braid_snapshot },
 ];
+
+/// BRAID.SNAPSHOT: starts a snapshot of the current state in the background
+/// (writes continue) and replies with its number at once; `INFO
+/// persistence` shows `last_snapshot_id` reach it once the file is written
+/// (`last_snapshot_file`, `last_snapshot_vv`, `last_snapshot_digest`), or
+/// `last_failed_snapshot_id` if it failed. An error while another snapshot
+/// runs. What `braid-backup create` uses.
+fn braid_snapshot(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+    match ctx.server.request_snapshot() {
+        Ok(id) => Frame::Integer(i64::try_from(id).unwrap_or(i64::MAX)),
+        Err(e) => Frame::error(format!("ERR {e}")),
+    }
+}
 
 /// BRAID.DIGEST: the state's convergence digest (hex). Regions that applied
 /// the same operations have the same digest, whatever the order.

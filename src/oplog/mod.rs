@@ -6,9 +6,11 @@
 //! column family `meta` holds the data directory's identity.
 
 pub mod commit;
+pub mod inspect;
 
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 
@@ -124,6 +126,88 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The (origin, sequence) a RocksDB key of the `log` column family names;
+/// `None` for a key that is not exactly 10 bytes.
+pub fn parse_record_key(key: &[u8]) -> Option<(RegionId, Seq)> {
+    parse_key(key)
+}
+
+/// Lower-case hex of a key, as error messages and tools print it.
+pub fn key_hex(key: &[u8]) -> String {
+    hex(key)
+}
+
+/// The smallest key above every key of `origin` (well-formed or not),
+/// `None` for the last possible origin (nothing sorts after it).
+fn origin_end(origin: RegionId) -> Option<[u8; 2]> {
+    origin.0.checked_add(1).map(u16::to_be_bytes)
+}
+
+/// What the `meta` column family says about a data directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogIdentity {
+    /// The record format version (`None`: nothing was ever written).
+    pub format: Option<Vec<u8>>,
+    /// The region the directory belongs to.
+    pub region_id: Option<RegionId>,
+    /// That region's name.
+    pub region_name: Option<String>,
+}
+
+/// One raw record: its key and value as stored.
+pub type RawRecord<'a> = (&'a [u8], &'a [u8]);
+
+/// A forward scan over the raw records of the `log` column family, in key
+/// order: every key and value as stored, without checking or decoding them,
+/// so a bad record does not end the scan (see [`inspect`] for checking).
+/// Not a `std::iter::Iterator`: each record borrows from the scan.
+pub struct RawRecords<'a> {
+    it: DBRawIteratorWithThreadMode<'a, DB>,
+    started: bool,
+    done: bool,
+    path: &'a Path,
+}
+
+impl RawRecords<'_> {
+    /// The next record as (key, value), `None` at the end of the column
+    /// family; a RocksDB read error ends the scan after it is returned.
+    pub fn next_record(&mut self) -> Option<Result<RawRecord<'_>, OpLogError>> {
+        if self.done {
+            return None;
+        }
+        if self.started {
+            self.it.next();
+        }
+        self.started = true;
+        if !self.it.valid() {
+            self.done = true;
+            return match self.it.status() {
+                Ok(()) => None,
+                Err(source) => Some(Err(OpLogError::Db {
+                    path: self.path.to_path_buf(),
+                    source,
+                })),
+            };
+        }
+        match (self.it.key(), self.it.value()) {
+            (Some(k), Some(v)) => Some(Ok((k, v))),
+            _ => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RawRecords<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRecords")
+            .field("path", &self.path)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
 /// A region's op log.
 pub struct OpLog {
     db: DB,
@@ -187,6 +271,9 @@ impl OpLog {
                 let mut wo = WriteOptions::default();
                 wo.set_sync(true);
                 self.db.write_opt(b, &wo).map_err(|e| self.db_err(e))?;
+                // Flushed at once: a column family whose memtable is never
+                // flushed pins every write-ahead log file written since.
+                self.db.flush_cf(meta).map_err(|e| self.db_err(e))?;
                 Ok(())
             }
             Some(v) if v.as_slice() != [RECORD_FORMAT_VERSION] => Err(identity(format!(
@@ -440,5 +527,298 @@ impl OpLog {
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Access for tools (`braid-log`): opening a data directory whose region is
+/// not known beforehand, read-only or beside a running server, and raw scans
+/// and truncation. The server itself never uses these.
+impl OpLog {
+    fn existing_path(dir: &Path) -> Result<PathBuf, OpLogError> {
+        let path = dir.join("oplog");
+        if !path.join("CURRENT").is_file() {
+            return Err(OpLogError::Identity {
+                path,
+                message: "no op log here (no RocksDB CURRENT file); is --data-dir right?".into(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// Refuses a directory written in a record format this build does not
+    /// read. An empty `meta` (nothing written yet) is accepted.
+    fn check_format(self) -> Result<OpLog, OpLogError> {
+        if let Some(v) = self.identity()?.format {
+            if v.as_slice() != [RECORD_FORMAT_VERSION] {
+                return Err(OpLogError::Identity {
+                    path: self.path.clone(),
+                    message: format!(
+                        "op-log format {v:?} is not supported (this build reads {RECORD_FORMAT_VERSION})"
+                    ),
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// Opens the existing log in `dir` read-only, whatever region it
+    /// belongs to. Takes no lock and writes nothing, so it may be used while
+    /// a server runs on `dir`, but it sees the log as of the moment it was
+    /// opened (see [`OpLog::open_secondary`] to follow a running server).
+    pub fn open_read_only(dir: &Path) -> Result<OpLog, OpLogError> {
+        let path = Self::existing_path(dir)?;
+        let db = DB::open_cf_for_read_only(&Options::default(), &path, [CF_LOG, CF_META], false)
+            .map_err(|source| OpLogError::Db {
+                path: path.clone(),
+                source,
+            })?;
+        OpLog { db, path }.check_format()
+    }
+
+    /// Opens the existing log in `dir` as a RocksDB secondary instance: a
+    /// reader beside the server (the primary), which it neither locks nor
+    /// writes to; [`OpLog::catch_up`] brings it up to date with what the
+    /// primary has written since. `secondary_dir` is a private directory
+    /// for the secondary's own files (RocksDB's info log), e.g. a temporary
+    /// directory. Works on a stopped server's directory too.
+    pub fn open_secondary(dir: &Path, secondary_dir: &Path) -> Result<OpLog, OpLogError> {
+        let path = Self::existing_path(dir)?;
+        let mut opts = Options::default();
+        // A secondary must keep every table file open: the primary may
+        // delete files (compaction) while the secondary still reads them.
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_as_secondary(&opts, path.as_path(), secondary_dir, [CF_LOG, CF_META])
+            .map_err(|source| OpLogError::Db {
+                path: path.clone(),
+                source,
+            })?;
+        OpLog { db, path }.check_format()
+    }
+
+    /// Opens the existing log in `dir` for writing, whatever region it
+    /// belongs to, without creating anything. Exclusive: fails (RocksDB's
+    /// `LOCK`) while a server or another writer has the directory open.
+    pub fn open_existing(dir: &Path) -> Result<OpLog, OpLogError> {
+        let path = Self::existing_path(dir)?;
+        let cfs = [CF_LOG, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&Options::default(), &path, cfs).map_err(|source| {
+            OpLogError::Db {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        OpLog { db, path }.check_format()
+    }
+
+    /// For a log opened with [`OpLog::open_secondary`]: reads what the
+    /// primary has written since the last call (or the open). An error on
+    /// any other kind of handle.
+    pub fn catch_up(&self) -> Result<(), OpLogError> {
+        self.db
+            .try_catch_up_with_primary()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// What the `meta` column family records about the directory.
+    pub fn identity(&self) -> Result<LogIdentity, OpLogError> {
+        let meta = self.cf(CF_META)?;
+        let get = |k: &[u8]| self.db.get_cf(meta, k).map_err(|e| self.db_err(e));
+        let format = get(META_FORMAT)?;
+        let region_id = get(META_REGION_ID)?
+            .and_then(|v| <[u8; 2]>::try_from(v.as_slice()).ok())
+            .map(|b| RegionId(u16::from_be_bytes(b)));
+        let region_name = get(META_REGION_NAME)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        Ok(LogIdentity {
+            format,
+            region_id,
+            region_name,
+        })
+    }
+
+    /// The last sequence of `origin` in the log, if any.
+    pub fn last_seq(&self, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_for_prev(record_key(origin, Seq::MAX));
+        if !it.valid() {
+            it.status().map_err(|e| self.db_err(e))?;
+            return Ok(None);
+        }
+        Ok(it
+            .key()
+            .and_then(parse_key)
+            .filter(|(o, _)| *o == origin)
+            .map(|(_, s)| s))
+    }
+
+    /// Scans the raw records from the first key at or above `from` (an
+    /// empty slice: from the start) to the end of the log, in key order;
+    /// the caller stops where it wants. Reads bypass the block cache, as
+    /// fits a one-pass scan.
+    pub fn raw_records(&self, from: &[u8]) -> Result<RawRecords<'_>, OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_readahead_size(4 << 20);
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        it.seek(from);
+        Ok(RawRecords {
+            it,
+            started: false,
+            done: false,
+            path: &self.path,
+        })
+    }
+
+    /// Deletes every record of `origin` whose key is `from` or above (the
+    /// records of the origin from there on, including malformed keys that
+    /// sort among them), as one synced write. `from` must start with the
+    /// origin's two key bytes. Needs a handle from [`OpLog::open_existing`]
+    /// (or [`OpLog::open`]).
+    pub fn delete_from(&self, origin: RegionId, from: &[u8]) -> Result<(), OpLogError> {
+        if from.get(..2) != Some(&origin.0.to_be_bytes()[..]) {
+            return Err(OpLogError::Identity {
+                path: self.path.clone(),
+                message: format!("key {} is not a key of {origin}", hex(from)),
+            });
+        }
+        let cf = self.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        match origin_end(origin) {
+            Some(end) => batch.delete_range_cf(cf, from, &end[..]),
+            None => {
+                // The last origin: no key bounds it from above, so delete
+                // what is there one key at a time.
+                let mut records = self.raw_records(from)?;
+                while let Some(item) = records.next_record() {
+                    let (k, _) = item?;
+                    batch.delete_cf(cf, k);
+                }
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Deletes every record of `origin` with a sequence above `seq`, keeping
+    /// `seq` and what precedes it (see [`OpLog::delete_from`]).
+    pub fn truncate_after(&self, origin: RegionId, seq: Seq) -> Result<(), OpLogError> {
+        match seq.checked_add(1) {
+            Some(next) => self.delete_from(origin, &record_key(origin, next)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{Body, Effect, Hlc, KeyWrite, TtlChange};
+
+    fn op(origin: u16, seq: Seq) -> Operation {
+        let mut deps = VersionVector::new();
+        deps.set(RegionId(origin), seq - 1);
+        Operation {
+            origin: RegionId(origin),
+            seq,
+            hlc: Hlc::new(1_000 + seq, 0),
+            deps,
+            txn_rest: 0,
+            body: Body::Key(KeyWrite {
+                key: format!("k{seq}").into(),
+                fresh: false,
+                effect: Effect::StrSet {
+                    value: "v".into(),
+                    ttl: TtlChange::Persist,
+                },
+            }),
+        }
+    }
+
+    fn keys(log: &OpLog, from: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut it = log.raw_records(from).expect("scan");
+        while let Some(item) = it.next_record() {
+            out.push(item.expect("record").0.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn raw_scans_pass_bad_records_and_truncation_keeps_what_precedes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        let ops: Vec<_> = (1..=6)
+            .map(|s| op(1, s))
+            .chain((1..=3).map(|s| op(2, s)))
+            .collect();
+        log.append(&ops, true).expect("append");
+        let cf = log.cf(CF_LOG).expect("cf");
+        log.db
+            .put_cf(cf, record_key(RegionId(1), 3), [0u8; 7])
+            .expect("damage");
+        // read_origin turns the bad record into an error; a raw scan gives
+        // it as stored.
+        let read: Vec<_> = log.read_origin(RegionId(1), 0).expect("read").collect();
+        assert_eq!(read.len(), 6);
+        assert!(matches!(read[2], Err(OpLogError::Corrupt { seq: 3, .. })));
+        assert_eq!(keys(&log, &[]).len(), 9);
+        assert_eq!(
+            keys(&log, &record_key(RegionId(2), 2)),
+            vec![
+                record_key(RegionId(2), 2).to_vec(),
+                record_key(RegionId(2), 3).to_vec()
+            ]
+        );
+        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(6));
+        assert_eq!(log.last_seq(RegionId(3)).expect("last"), None);
+
+        log.truncate_after(RegionId(1), 2).expect("truncate");
+        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(2));
+        assert_eq!(log.last_seq(RegionId(2)).expect("last"), Some(3));
+        assert_eq!(keys(&log, &[]).len(), 5);
+        assert!(log
+            .delete_from(RegionId(1), &record_key(RegionId(2), 1))
+            .is_err());
+        let id = log.identity().expect("identity");
+        assert_eq!(id.region_id, Some(RegionId(1)));
+        assert_eq!(id.region_name.as_deref(), Some("a"));
+        assert_eq!(id.format, Some(vec![RECORD_FORMAT_VERSION]));
+    }
+
+    #[test]
+    fn the_last_origin_is_truncated_too() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        let last = u16::MAX;
+        log.append(&(1..=4).map(|s| op(last, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.truncate_after(RegionId(last), 1).expect("truncate");
+        assert_eq!(log.last_seq(RegionId(last)).expect("last"), Some(1));
+    }
+
+    #[test]
+    fn readers_beside_a_writer_and_the_writer_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        log.append(&[op(1, 1), op(1, 2)], true).expect("append");
+        let secondary = tempfile::tempdir().expect("temp dir");
+        let reader = OpLog::open_secondary(dir.path(), secondary.path()).expect("secondary");
+        let ro = OpLog::open_read_only(dir.path()).expect("read-only");
+        assert_eq!(reader.last_seq(RegionId(1)).expect("last"), Some(2));
+        assert_eq!(ro.last_seq(RegionId(1)).expect("last"), Some(2));
+        log.append(&[op(1, 3)], true).expect("append");
+        reader.catch_up().expect("catch up");
+        assert_eq!(reader.last_seq(RegionId(1)).expect("last"), Some(3));
+        // A second writer is refused while the first holds the lock.
+        let err = OpLog::open_existing(dir.path()).expect_err("locked");
+        assert!(err.to_string().to_lowercase().contains("lock"), "{err}");
+        drop(log);
+        let writer = OpLog::open_existing(dir.path()).expect("unlocked");
+        assert_eq!(writer.last_seq(RegionId(1)).expect("last"), Some(3));
+        let missing = tempfile::tempdir().expect("temp dir");
+        let err = OpLog::open_read_only(missing.path()).expect_err("no log");
+        assert!(err.to_string().contains("no op log here"), "{err}");
     }
 }

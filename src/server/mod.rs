@@ -12,11 +12,13 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+use crate::backup::manifest::{digest_hex, vv_text};
+use crate::backup::marker::{RestoreMarker, RestoreMode};
 use crate::command::{server::config_matches, ClientInfo, ServerHooks};
 use crate::config::{Config, FsyncPolicy};
 use crate::crdt::{CausalBuffer, RegionId, Stability, State};
@@ -47,6 +49,10 @@ pub enum ServerError {
     /// Replication could not start (certificates, address).
     #[error(transparent)]
     Replication(#[from] crate::replication::ReplicationError),
+    /// The data directory was restored from a backup for another region,
+    /// or its restore marker is unreadable.
+    #[error("{0}")]
+    Restore(String),
     /// Binding or another I/O failure.
     #[error("{context}: {source}")]
     Io {
@@ -64,9 +70,27 @@ pub struct Stats {
     rejected_connections: AtomicU64,
     commands_processed: AtomicU64,
     snapshots_written: AtomicU64,
+    /// Snapshots started by `snapshot_now` (the number of the latest).
+    snapshots_started: AtomicU64,
     last_snapshot_unix: AtomicU64,
     last_snapshot_ms: AtomicU64,
     remote_ops: AtomicU64,
+}
+
+/// The last snapshot `snapshot_now` wrote or failed to write, for `INFO
+/// persistence` (what `braid-backup` waits for and copies).
+#[derive(Debug, Default)]
+struct LastSnapshot {
+    /// Number of the last snapshot written (0: none since start).
+    id: u64,
+    /// Its file, absolute.
+    file: String,
+    /// Its version vector (`BRAID.VV` form) and digest (hex).
+    vv: String,
+    digest: String,
+    /// Number of the last snapshot that failed, and why.
+    failed_id: u64,
+    error: String,
 }
 
 /// A connected client as CLIENT LIST shows it.
@@ -113,6 +137,14 @@ pub struct Shared {
     /// Bumped when the log gains operations peers may be sent.
     log_version: Arc<tokio::sync::watch::Sender<u64>>,
     replication: std::sync::OnceLock<Arc<Replication>>,
+    /// This very `Shared`, for work a command starts in the background.
+    me: std::sync::OnceLock<Weak<Shared>>,
+    last_snapshot: Mutex<LastSnapshot>,
+    /// Restored from a backup as this region and still waiting to learn its
+    /// own high-water mark from peers (the data directory's `RESTORED`
+    /// marker is removed when that ends).
+    restored: AtomicBool,
+    restore_warned: AtomicBool,
 }
 
 /// A running region: its address and a handle to stop it.
@@ -169,6 +201,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         "cannot create data directory {}",
         config.data_dir.display()
     )))?;
+    // A directory `braid-backup restore` wrote: it must be started as the
+    // region it was restored for.
+    let marker = RestoreMarker::read(&config.data_dir).map_err(ServerError::Restore)?;
+    if let Some(m) = &marker {
+        m.check_identity(&config.region, config.region_id, &config.data_dir)
+            .map_err(ServerError::Restore)?;
+    }
     let log = Arc::new(OpLog::open(&config.data_dir, region, &config.region)?);
     let snapshots = SnapshotStore::open(config.data_dir.join("snapshots")).map_err(io(format!(
         "cannot open snapshot directory in {}",
@@ -213,6 +252,42 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     // where its peers saw it end, so writes wait for a peer to tell.
     let fresh = from.is_none() && replayed == 0;
     let shared_peers_empty = config.replication.peers.is_empty();
+    // Restored from a backup as this region: it may have issued operations
+    // after the backup that peers hold, so it waits for them like a fresh
+    // directory does (and without a time limit, see end_peer_sync_after).
+    let restored = match &marker {
+        Some(m) if m.mode == RestoreMode::SameRegion => {
+            if shared_peers_empty {
+                tracing::warn!(
+                    backup_vv = %m.version_vector,
+                    "restored from a backup with no peers configured: this region's numbering continues after the backup; operations it issued after the backup (if any reached another region) would be reissued with other contents"
+                );
+                remove_marker(&config.data_dir);
+                false
+            } else {
+                tracing::info!(
+                    backup_vv = %m.version_vector,
+                    "restored from a backup: writes wait until a peer tells this region its own high-water mark and its later operations are back"
+                );
+                true
+            }
+        }
+        Some(m) => {
+            // A new region seeded from a backup: its numbering starts at
+            // the snapshot's entry for it, which the restore checked is 0.
+            let own = ks.state().version_vector().get(region);
+            if own > 0 {
+                return Err(ServerError::Restore(format!(
+                    "data directory {} was restored to seed a new region, but its snapshot already holds {own} operations of region id {}",
+                    config.data_dir.display(),
+                    m.region_id
+                )));
+            }
+            remove_marker(&config.data_dir);
+            false
+        }
+        None => false,
+    };
     let replicating = config.replication.listen.is_some();
     let log_version = Arc::new(tokio::sync::watch::channel(0u64).0);
     let committer = Committer::start(
@@ -257,7 +332,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         local_addr,
         region,
         own_start: AtomicU64::new(own_start),
-        syncing: AtomicBool::new(fresh && !shared_peers_empty),
+        syncing: AtomicBool::new((fresh || restored) && !shared_peers_empty),
         greeted: AtomicBool::new(false),
         own_claimed: AtomicU64::new(0),
         causal: tokio::sync::Mutex::new(CausalBuffer::new()),
@@ -265,7 +340,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         stability: Mutex::new(stability),
         log_version,
         replication: std::sync::OnceLock::new(),
+        me: std::sync::OnceLock::new(),
+        last_snapshot: Mutex::new(LastSnapshot::default()),
+        restored: AtomicBool::new(restored),
+        restore_warned: AtomicBool::new(false),
     });
+    let _ = shared.me.set(Arc::downgrade(&shared));
     if let Err(e) = replicate::start(&shared) {
         shared.committer.close();
         return Err(e.into());
@@ -512,21 +592,47 @@ async fn background(shared: Arc<Shared>) {
                 && last_snapshot.elapsed() >= Duration::from_secs(every_secs));
         if due && !shared.snapshot_running.swap(true, Relaxed) {
             last_snapshot = Instant::now();
-            let s = shared.clone();
-            tokio::spawn(async move {
-                if let Err(e) = snapshot_now(&s).await {
-                    tracing::error!(error = %e, "snapshot failed");
-                }
-                s.snapshot_running.store(false, Relaxed);
-            });
+            spawn_snapshot(&shared);
         }
     }
+}
+
+/// Removes the restore marker, logging a failure (a marker left behind only
+/// makes the next start wait for peers again).
+fn remove_marker(data_dir: &std::path::Path) {
+    if let Err(e) = RestoreMarker::remove(data_dir) {
+        tracing::warn!(error = %e, dir = %data_dir.display(), "cannot remove the restore marker");
+    }
+}
+
+/// Starts a snapshot in the background; the caller has set
+/// `snapshot_running`, which is cleared when it ends. Returns its number.
+fn spawn_snapshot(shared: &Arc<Shared>) -> u64 {
+    let id = shared.stats.snapshots_started.fetch_add(1, Relaxed) + 1;
+    let s = shared.clone();
+    tokio::spawn(async move {
+        if let Err(e) = snapshot_numbered(&s, id).await {
+            tracing::error!(error = %e, "snapshot failed");
+            let mut last = s.last_snapshot.lock();
+            last.failed_id = id;
+            last.error = e.to_string().replace(['\r', '\n'], " ");
+        }
+        s.snapshot_running.store(false, Relaxed);
+    });
+    id
 }
 
 /// Writes a snapshot of the current state without stalling clients (the
 /// frozen copy shares memory with the live state), then truncates the log
 /// it covers once the snapshot is durable.
 pub async fn snapshot_now(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let id = shared.stats.snapshots_started.fetch_add(1, Relaxed) + 1;
+    snapshot_numbered(shared, id).await
+}
+
+/// [`snapshot_now`], as snapshot number `id` (`INFO persistence`'s
+/// `last_snapshot_id` once written).
+async fn snapshot_numbered(shared: &Arc<Shared>, id: u64) -> std::io::Result<()> {
     let (frozen, lsn) = {
         let ks = shared.keyspace.lock();
         (ks.state().freeze(), ks.lsn())
@@ -575,6 +681,14 @@ pub async fn snapshot_now(shared: &Arc<Shared>) -> std::io::Result<()> {
         .last_snapshot_ms
         .store(t0.elapsed().as_millis() as u64, Relaxed);
     shared.ops_at_last_snapshot.store(info.ops, Relaxed);
+    {
+        let file = std::fs::canonicalize(&info.path).unwrap_or_else(|_| info.path.clone());
+        let mut last = shared.last_snapshot.lock();
+        last.id = id;
+        last.file = file.display().to_string();
+        last.vv = vv_text(&info.header.version_vector);
+        last.digest = digest_hex(info.header.digest);
+    }
     tracing::info!(path = %info.path.display(), ops = info.ops, bytes = info.size, elapsed_ms = t0.elapsed().as_millis() as u64, "snapshot written");
     Ok(())
 }
@@ -631,8 +745,9 @@ impl ServerHooks for Shared {
                 Durable::UpTo(n) => n.to_string(),
                 Durable::Failed => "failed".into(),
             };
+            let last = self.last_snapshot.lock();
             out.push_str(&format!(
-                "# Persistence\r\nloading:0\r\nfsync_policy:{}\r\naof_enabled:1\r\nlog_writes:{}\r\nlog_ops_written:{}\r\nlog_durable_lsn:{durable}\r\nlog_applied_lsn:{}\r\nsnapshots_written:{}\r\nsnapshot_in_progress:{}\r\nlast_snapshot_time:{}\r\nlast_snapshot_duration_ms:{}\r\nrdb_last_save_time:{}\r\n\r\n",
+                "# Persistence\r\nloading:0\r\nfsync_policy:{}\r\naof_enabled:1\r\nlog_writes:{}\r\nlog_ops_written:{}\r\nlog_durable_lsn:{durable}\r\nlog_applied_lsn:{}\r\nsnapshots_written:{}\r\nsnapshot_in_progress:{}\r\nlast_snapshot_time:{}\r\nlast_snapshot_duration_ms:{}\r\nlast_snapshot_id:{}\r\nlast_snapshot_file:{}\r\nlast_snapshot_vv:{}\r\nlast_snapshot_digest:{}\r\nlast_failed_snapshot_id:{}\r\nlast_snapshot_error:{}\r\nrdb_last_save_time:{}\r\n\r\n",
                 c.fsync,
                 self.committer.stats.writes.load(Relaxed),
                 self.committer.stats.ops.load(Relaxed),
@@ -641,6 +756,12 @@ impl ServerHooks for Shared {
                 u8::from(self.snapshot_running.load(Relaxed)),
                 self.stats.last_snapshot_unix.load(Relaxed),
                 self.stats.last_snapshot_ms.load(Relaxed),
+                last.id,
+                last.file,
+                last.vv,
+                last.digest,
+                last.failed_id,
+                last.error,
                 self.stats.last_snapshot_unix.load(Relaxed),
             ));
         }
@@ -657,10 +778,11 @@ impl ServerHooks for Shared {
         }
         if want("replication") {
             out.push_str(&format!(
-                "# Replication\r\nrole:active-active\r\nregion:{}\r\nregion_id:{}\r\nwrites:{}\r\nversion_vector:{}\r\ndigest:{:032x}\r\nremote_ops_applied:{}\r\ncausal_buffer_ops:{}\r\n",
+                "# Replication\r\nrole:active-active\r\nregion:{}\r\nregion_id:{}\r\nwrites:{}\r\nrestored_from_backup:{}\r\nversion_vector:{}\r\ndigest:{:032x}\r\nremote_ops_applied:{}\r\ncausal_buffer_ops:{}\r\n",
                 c.region,
                 c.region_id,
                 if self.syncing.load(Relaxed) { "waiting-for-peers" } else { "enabled" },
+                u8::from(self.restored.load(Relaxed)),
                 ks.state().version_vector(),
                 ks.state().digest(),
                 self.stats.remote_ops.load(Relaxed),
@@ -789,5 +911,20 @@ impl ServerHooks for Shared {
     fn over_maxmemory(&self) -> bool {
         let max = self.config.read().maxmemory.0;
         max > 0 && self.used_memory.load(Relaxed) > max
+    }
+
+    fn request_snapshot(&self) -> Result<u64, String> {
+        let me = self
+            .me
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or("the server is shutting down")?;
+        if self.shutting_down.load(Relaxed) {
+            return Err("the server is shutting down".into());
+        }
+        if self.snapshot_running.swap(true, Relaxed) {
+            return Err("a snapshot is already in progress".into());
+        }
+        Ok(spawn_snapshot(&me))
     }
 }

@@ -35,6 +35,10 @@ impl Shared {
                 own_seq = mine,
                 "learned this region's high-water mark from its peers; taking writes"
             );
+            if self.restored.swap(false, Relaxed) {
+                let dir = self.config.read().data_dir.clone();
+                super::remove_marker(&dir);
+            }
         }
     }
 
@@ -46,6 +50,17 @@ impl Shared {
         limit: std::time::Duration,
     ) {
         if self.syncing.load(Relaxed) && !self.greeted.load(Relaxed) && waited >= limit {
+            if self.restored.load(Relaxed) {
+                // Restored from a backup: the region surely existed and may
+                // have issued operations since; never guess its numbering.
+                if !self.restore_warned.swap(true, Relaxed) {
+                    tracing::warn!(
+                        waited_ms = waited.as_millis() as u64,
+                        "restored from a backup and no peer has answered yet: writes stay refused until one does (to take writes without the peers, stop the server, delete the data directory's RESTORED file and accept that operations this region issued after the backup may be reissued)"
+                    );
+                }
+                return;
+            }
             tracing::warn!(waited_ms = waited.as_millis() as u64, "no peer answered; taking writes without having learned this region's high-water mark from them");
             self.syncing.store(false, Relaxed);
         }
