@@ -120,16 +120,32 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         .ok_or_else(|| remote(opts, "INFO server has no valid region_id"))?;
     let braid_version = server.get("braid_version").cloned().unwrap_or_default();
 
-    let id = request_snapshot(&mut client, opts)?;
-    let last = await_snapshot(&mut client, opts, id)?;
-    // Open it at once: the region may prune it after its next snapshots,
-    // but an open file stays readable until it is closed.
-    let file = File::open(&last.file).map_err(|e| {
-        BackupError::at(
-            &last.file,
-            format!("cannot open the region's snapshot ({e}); braid-backup must run on the region's machine with read access to its data directory"),
-        )
-    })?;
+    // Open the file as soon as it is written: the region prunes old
+    // snapshots, but an open file stays readable until it is closed. If
+    // later snapshots pruned it first (a narrow window), ask again.
+    let mut attempt = 1;
+    let (last, file) = loop {
+        let id = request_snapshot(&mut client, opts)?;
+        let last = await_snapshot(&mut client, opts, id)?;
+        match File::open(&last.file) {
+            Ok(f) => break (last, f),
+            // Only when its directory is here: on another machine a new
+            // snapshot would not help.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && attempt < 3
+                    && last.file.parent().is_some_and(Path::is_dir) =>
+            {
+                attempt += 1
+            }
+            Err(e) => {
+                return Err(BackupError::at(
+                    &last.file,
+                    format!("cannot open the region's snapshot ({e}); braid-backup must run on the region's machine with read access to its data directory"),
+                ))
+            }
+        }
+    };
     let snapshot_time = t0.elapsed();
     let name = last
         .file
