@@ -563,7 +563,9 @@ async fn deliver<F, Fut>(
 {
     let way = &shared.ways[way];
     while let Some((at, bytes)) = queue.recv().await {
-        tokio::time::sleep_until(at).await;
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
         if way.conditions.lock().cut {
             way.cut.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -332,6 +332,7 @@ fn greeting((name, id): (&str, u16)) -> Greeting {
         region: RegionId(id),
         name: name.to_string(),
         advertise: String::new(),
+        boot: 1,
         durable: VersionVector::new(),
     }
 }

@@ -116,10 +116,7 @@ impl Partial {
 
 impl Settings {
     fn build(&self) -> (LinkConditions, LinkConditions) {
-        (
-            self.forward.over(self.both),
-            self.backward.over(self.both),
-        )
+        (self.forward.over(self.both), self.backward.over(self.both))
     }
 }
 
@@ -450,8 +447,7 @@ async fn run(links: Vec<LinkSpec>, stats_every: Duration) -> ExitCode {
 async fn stop_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r,
             _ = term.recv() => Ok(()),

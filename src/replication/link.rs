@@ -89,6 +89,7 @@ fn greeting<H: ReplicaHost>(repl: &Replication, host: &H) -> Greeting {
             .or(repl.config.listen)
             .map(|a| a.to_string())
             .unwrap_or_default(),
+        boot: repl.boot,
         durable: host.durable_vv(),
     }
 }
@@ -150,6 +151,7 @@ async fn run_sender<H: ReplicaHost>(
     repl.with_peer(&peer.name, |s| {
         s.id = peer.id;
         s.outbound = "up";
+        s.boot = welcome.boot;
         s.acked = welcome.durable.clone();
     });
     // A peer behind what our log still holds (a joining region, or one
@@ -476,18 +478,19 @@ async fn run_receiver<H: ReplicaHost>(
         .await
         .map_err(conn_err)?;
     // A region we do not dial ships to us: dial it back (a region joining).
-    if !repl.is_dialing(&name) {
-        if let Ok(addr) = hello.advertise.parse::<SocketAddr>() {
-            tracing::info!(peer = %name, %addr, "replicating back to a region not in the configuration");
-            repl.dial(
-                PeerConfig {
-                    name: name.clone(),
-                    id: hello.region.0,
-                    addr,
-                },
-                host.clone(),
-            );
-        }
+    // One we do dial has restarted: our link to it may be dead.
+    if repl.is_dialing(&name) {
+        repl.redial_if_restarted(&name, hello.boot, host.clone());
+    } else if let Ok(addr) = hello.advertise.parse::<SocketAddr>() {
+        tracing::info!(peer = %name, %addr, "replicating back to a region not in the configuration");
+        repl.dial(
+            PeerConfig {
+                name: name.clone(),
+                id: hello.region.0,
+                addr,
+            },
+            host.clone(),
+        );
     }
     let result = receive_segments(repl, host.as_ref(), &name, &mut send, recv).await;
     repl.with_peer(&name, |s| {

@@ -81,6 +81,9 @@ pub struct Greeting {
     pub name: String,
     /// Where to dial it back (empty: do not).
     pub advertise: String,
+    /// Random per process start: a peer that sees it change knows the
+    /// region restarted (and that its own link to it may be dead).
+    pub boot: u64,
     /// Its durable version vector.
     pub durable: VersionVector,
 }
@@ -204,6 +207,7 @@ fn put_greeting(out: &mut Vec<u8>, g: &Greeting) {
     put_varint(out, u64::from(g.region.0));
     put_bytes(out, g.name.as_bytes());
     put_bytes(out, g.advertise.as_bytes());
+    put_varint(out, g.boot);
     put_vv(out, &g.durable);
 }
 
@@ -215,6 +219,7 @@ fn greeting(r: &mut Reader<'_>) -> Result<Greeting, MessageError> {
         region: RegionId(region),
         name: text(r, "region name")?,
         advertise: text(r, "advertised address")?,
+        boot: r.varint("boot id")?,
         durable: r.vv()?,
     })
 }
@@ -266,6 +271,7 @@ mod tests {
             region: RegionId(2),
             name: "eu".into(),
             advertise: "127.0.0.1:7480".into(),
+            boot: 0x1234_5678_9abc,
             durable: vv(&[(1, 5), (2, 9)]),
         };
         vec![

@@ -123,12 +123,16 @@ pub struct PeerStats {
     pub batch_window: Duration,
     /// Last error on either direction.
     pub last_error: String,
+    /// The peer's boot id when our link to it came up.
+    pub boot: u64,
 }
 
 /// Replication of one region: its endpoint, links and their statistics.
 pub struct Replication {
     /// This region's id and name.
     pub region: (RegionId, String),
+    /// Random per start (see [`message::Greeting::boot`]).
+    pub boot: u64,
     /// Settings.
     pub config: ReplicationConfig,
     /// Per peer name.
@@ -180,6 +184,7 @@ impl Replication {
         })?;
         let repl = Arc::new(Replication {
             region,
+            boot: fastrand::u64(1..),
             config: config.clone(),
             peers: Mutex::new(BTreeMap::new()),
             endpoint,
@@ -212,6 +217,40 @@ impl Replication {
         self.peers.lock().entry(peer.name.clone()).or_default().addr = Some(peer.addr);
         let task = tokio::spawn(link::dial_loop(self.clone(), host, peer.clone()));
         dialing.insert(peer.name, task);
+    }
+
+    /// Restarts our link to `name` if it is up but was opened with an
+    /// earlier process of that region (`boot` differs): after a crash, our
+    /// old connection to it is dead without our knowing until the idle
+    /// timeout.
+    pub(crate) fn redial_if_restarted<H: ReplicaHost>(
+        self: &Arc<Self>,
+        name: &str,
+        boot: u64,
+        host: Arc<H>,
+    ) {
+        let (up, addr, id) = {
+            let peers = self.peers.lock();
+            match peers.get(name) {
+                Some(s) => (s.outbound == "up" && s.boot != boot, s.addr, s.id),
+                None => (false, None, 0),
+            }
+        };
+        let (true, Some(addr)) = (up, addr) else {
+            return;
+        };
+        if let Some(task) = self.dialing.lock().remove(name) {
+            task.abort();
+        }
+        tracing::info!(peer = %name, "peer restarted; restarting our link to it");
+        self.dial(
+            PeerConfig {
+                name: name.to_string(),
+                id,
+                addr,
+            },
+            host,
+        );
     }
 
     /// Whether a dialer runs for the named peer.

@@ -13,6 +13,9 @@ pub struct Braid {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
+    /// Where the server's stderr goes (appended, across restarts) and its
+    /// `RUST_LOG`; inherited from the test, at `warn`, when `None`.
+    stderr_log: Option<(PathBuf, String)>,
 }
 
 /// A free TCP port on loopback (bound then released).
@@ -34,6 +37,7 @@ impl Braid {
             dir,
             _tmp: Some(tmp),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            stderr_log: None,
         };
         b.spawn();
         b
@@ -47,21 +51,49 @@ impl Braid {
             dir: dir.to_path_buf(),
             _tmp: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            stderr_log: None,
+        };
+        b.spawn();
+        b
+    }
+
+    /// Starts a server on an existing data directory with its stderr
+    /// appended to `log` (this start and every restart), at `RUST_LOG`
+    /// level `level`.
+    pub fn start_in_logged(dir: &Path, extra: &[&str], log: &Path, level: &str) -> Braid {
+        let mut b = Braid {
+            child: None,
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            stderr_log: Some((log.to_path_buf(), level.to_string())),
         };
         b.spawn();
         b
     }
 
     fn spawn(&mut self) {
+        let (stderr, level) = match &self.stderr_log {
+            None => (Stdio::inherit(), "warn"),
+            Some((path, level)) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("server log file");
+                (Stdio::from(file), level.as_str())
+            }
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_braid-server"))
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--data-dir")
             .arg(&self.dir)
             .args(&self.extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("braid-server starts");
         self.child = Some(child);
