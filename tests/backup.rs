@@ -5,7 +5,7 @@
 mod common;
 
 use braid::backup::{self, archive::ArchiveReader, Manifest, Progress};
-use common::server::{free_port, Braid};
+use common::server::{free_port, free_udp_port, gen_certs, Braid};
 use redis::Commands;
 use std::fs;
 use std::io::BufReader;
@@ -435,14 +435,6 @@ fn list_shows_every_backup_and_the_unreadable_ones() {
     assert!(out.contains("3 backup(s)"), "{out}");
 }
 
-/// A free UDP port on loopback.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
-
 /// Two regions, us (1) and eu (2), replicating.
 struct Pair {
     root: tempfile::TempDir,
@@ -456,16 +448,7 @@ const NAMES: [&str; 2] = ["us", "eu"];
 impl Pair {
     fn new(extra: &[&str]) -> Pair {
         let root = tempfile::tempdir().expect("temp dir");
-        let out = Command::new(env!("CARGO_BIN_EXE_braid-server"))
-            .args(["gen-certs", "--regions", "us,eu", "--out"])
-            .arg(root.path().join("certs"))
-            .output()
-            .expect("gen-certs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        gen_certs(&root.path().join("certs"), "us,eu");
         // A restored region never stops waiting for its peers; a short
         // start-up wait shows that it does not give up.
         fs::write(

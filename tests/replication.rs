@@ -3,33 +3,12 @@
 
 mod common;
 
-use common::server::Braid;
+use common::server::{free_udp_port, gen_certs, Braid};
 use redis::Commands;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A free UDP port on loopback (bound then released).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
-
-fn gen_certs(dir: &Path, regions: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_braid-server"))
-        .args(["gen-certs", "--regions", regions, "--out"])
-        .arg(dir)
-        .output()
-        .expect("gen-certs runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// One region of a test cluster.
 struct Region {

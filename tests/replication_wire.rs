@@ -14,7 +14,7 @@ use braid::replication::message::{
 use braid::replication::segment::{encode_segment, Compression};
 use braid::replication::tls::{RegionTls, TlsFiles};
 use bytes::Bytes;
-use common::server::Braid;
+use common::server::{free_udp_port, Braid};
 use redis::aio::MultiplexedConnection;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,14 +35,6 @@ const EU: (&str, u16) = ("eu", 2);
 const ASIA: (&str, u16) = ("asia", 3);
 
 // ------------------------------------------------------------------ server
-
-/// A free UDP port on loopback (bound then released).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
 
 /// A real `braid-server` as region "us" (id 1), listing "eu" (id 2) as a
 /// peer at a UDP port nobody listens on (its outbound dials just fail), plus

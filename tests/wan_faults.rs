@@ -28,11 +28,10 @@
 mod common;
 
 use braid::relay::{Direction, LinkConditions, Relay, RelayHandle};
-use common::server::Braid;
+use common::server::{free_udp_port, gen_certs, Braid};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -46,27 +45,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// per region (unpaced, a region takes several thousand on tmpfs, which
 /// only makes the checks slower).
 const PACE: Duration = Duration::from_millis(1);
-
-/// A free UDP port on loopback (bound then released).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
-
-fn gen_certs(dir: &Path, regions: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_braid-server"))
-        .args(["gen-certs", "--regions", regions, "--out"])
-        .arg(dir)
-        .output()
-        .expect("gen-certs runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Polls `ok` every 10 ms until it holds; panics with `what()` after
 /// `limit`.

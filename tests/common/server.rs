@@ -26,6 +26,29 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A free UDP port on loopback (bound then released), for replication.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// Cluster certificates for `regions` (comma-separated) into `dir`, made by
+/// `braid-server gen-certs` as a user would.
+pub fn gen_certs(dir: &Path, regions: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_braid-server"))
+        .args(["gen-certs", "--regions", regions, "--out"])
+        .arg(dir)
+        .output()
+        .expect("gen-certs runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Braid {
     /// Starts a server with a fresh temporary data directory.
     pub fn start(extra: &[&str]) -> Braid {
