@@ -49,11 +49,11 @@
 
 mod common;
 
-use common::server::{free_port, Braid};
+use common::redis::RedisServer;
+use common::server::Braid;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Seeds and commands per seed: 10 × 1000 = 10,000 commands.
@@ -64,71 +64,6 @@ const DUMP_EVERY: usize = 100;
 
 // ---------------------------------------------------------------------------
 // A real redis-server.
-
-/// A `redis-server` child on a free port, killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RedisServer {
-    /// Starts one, or returns `None` (after a note) if it is not installed.
-    fn start() -> Option<RedisServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
-            eprintln!("note: redis-server is not on PATH; skipping the differential test");
-            return None;
-        }
-        // A port just released can be taken before Redis binds it: retry.
-        for _ in 0..5 {
-            let port = free_port();
-            let dir = tempfile::tempdir().expect("temp dir");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // exited, e.g. the port was taken
-                }
-                if let Ok(mut c) = RawClient::connect(port) {
-                    if c.call(&["PING"]).raw == b"+PONG\r\n" {
-                        return Some(server);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("redis-server did not start");
-    }
-}
 
 // ---------------------------------------------------------------------------
 // A raw RESP2 client returning the exact reply bytes.

@@ -126,4 +126,5 @@ impl Node {
     }
 }
 pub mod history;
+pub mod redis;
 pub mod server;
