@@ -34,6 +34,11 @@
 //!    growth) for the same commands; skipped with a note if `redis-server`
 //!    is not installed.
 //!
+//! With `BENCH_WAN=geo` (or `us-eu=40,us-asia=90,eu-asia=120`, one-way ms)
+//! the regions reach each other through one `braid-relay` process that
+//! delays every datagram by the pair's one-way latency (± `BENCH_JITTER_PCT`
+//! [10] percent jitter), and the lag table shows p99 minus that floor.
+//!
 //! Settings (environment variables, defaults in brackets): `BENCH_SECS`
 //! [10] seconds of probing per rate, `BENCH_WARMUP_SECS` [1],
 //! `BENCH_RATES` ["1000,10000"] total writes/s, `BENCH_CONNS` [2] writer
@@ -97,6 +102,55 @@ struct Settings {
     lag: bool,
     wire: bool,
     redis_server: String,
+    /// One-way delay per region pair (index pairs into `REGIONS`), when
+    /// the regions talk through `braid-relay` instead of plain loopback.
+    wan: Option<Vec<((usize, usize), u64)>>,
+    jitter_pct: u64,
+}
+
+impl Settings {
+    /// The emulated one-way delay between regions `a` and `b` in ms.
+    fn one_way_ms(&self, a: usize, b: usize) -> u64 {
+        self.wan
+            .as_ref()
+            .and_then(|w| {
+                w.iter()
+                    .find(|((x, y), _)| (*x, *y) == (a, b) || (*x, *y) == (b, a))
+            })
+            .map_or(0, |(_, d)| *d)
+    }
+}
+
+/// Parses `BENCH_WAN`: `geo` (us–eu 40, us–asia 90, eu–asia 120 ms one
+/// way) or `us-eu=40,us-asia=90,eu-asia=120`; empty or `none`: loopback.
+fn parse_wan(text: &str) -> Option<Vec<((usize, usize), u64)>> {
+    let text = match text.trim() {
+        "" | "none" => return None,
+        "geo" => "us-eu=40,us-asia=90,eu-asia=120",
+        t => t,
+    };
+    let index = |name: &str| {
+        REGIONS
+            .iter()
+            .position(|r| r.0 == name)
+            .unwrap_or_else(|| panic!("BENCH_WAN={text:?}: no region {name:?}"))
+    };
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (pair, ms) = part
+            .split_once('=')
+            .unwrap_or_else(|| panic!("BENCH_WAN={text:?}: {part:?} is not a-b=MS"));
+        let (a, b) = pair
+            .split_once('-')
+            .unwrap_or_else(|| panic!("BENCH_WAN={text:?}: {pair:?} is not a-b"));
+        let ms: u64 = ms
+            .trim()
+            .trim_end_matches("ms")
+            .parse()
+            .unwrap_or_else(|e| panic!("BENCH_WAN={text:?}: {ms:?}: {e}"));
+        out.push(((index(a.trim()), index(b.trim())), ms));
+    }
+    Some(out)
 }
 
 impl Settings {
@@ -125,6 +179,8 @@ impl Settings {
             lag: parts.split(',').any(|p| p.trim() == "lag"),
             wire: parts.split(',').any(|p| p.trim() == "wire"),
             redis_server: env_or("REDIS_SERVER", "redis-server".to_string()),
+            wan: parse_wan(&env_or("BENCH_WAN", String::new())),
+            jitter_pct: env_or("BENCH_JITTER_PCT", 10u64),
         };
         assert!(
             s.lag || s.wire,
@@ -334,6 +390,19 @@ impl Cluster {
         let ports: Vec<u16> = REGIONS.iter().map(|_| free_tcp_port()).collect();
         let udp: Vec<u16> = REGIONS.iter().map(|_| free_udp_port()).collect();
         let mut guard = Guard::default();
+        // With BENCH_WAN, region i reaches peer j through a relay port
+        // that delays each direction by the pair's one-way latency.
+        let relay_ports: Vec<Vec<u16>> = REGIONS
+            .iter()
+            .map(|_| REGIONS.iter().map(|_| free_udp_port()).collect())
+            .collect();
+        let peer_port = |i: usize, j: usize| {
+            if s.wan.is_some() {
+                relay_ports[i][j]
+            } else {
+                udp[j]
+            }
+        };
         for (i, (name, id)) in REGIONS.iter().enumerate() {
             let data = root.path().join(name);
             std::fs::create_dir_all(&data)
@@ -353,13 +422,37 @@ impl Cluster {
                 .env("NO_COLOR", "1");
             for (j, (peer, pid)) in REGIONS.iter().enumerate() {
                 if j != i {
-                    cmd.args(["--peer", &format!("{peer}={pid}@127.0.0.1:{}", udp[j])]);
+                    cmd.args([
+                        "--peer",
+                        &format!("{peer}={pid}@127.0.0.1:{}", peer_port(i, j)),
+                    ]);
                 }
             }
             let log = root.path().join(format!("{name}.log"));
             guard
                 .procs
                 .push(Proc::spawn(&format!("braid-server {name}"), &mut cmd, log));
+        }
+        if s.wan.is_some() {
+            let relay = env!("CARGO_BIN_EXE_braid-relay");
+            let mut cmd = Command::new(relay);
+            for i in 0..REGIONS.len() {
+                for j in (0..REGIONS.len()).filter(|&j| j != i) {
+                    let d = s.one_way_ms(i, j);
+                    cmd.arg("--link").arg(format!(
+                        "127.0.0.1:{}=127.0.0.1:{},name={}-{},delay={d}ms,jitter={}ms",
+                        relay_ports[i][j],
+                        udp[j],
+                        REGIONS[i].0,
+                        REGIONS[j].0,
+                        d * s.jitter_pct / 100
+                    ));
+                }
+            }
+            cmd.env("RUST_LOG", "warn").env("NO_COLOR", "1");
+            let log = root.path().join("relay.log");
+            // After the regions: `guard.procs[i]` is region i below.
+            guard.procs.push(Proc::spawn("braid-relay", &mut cmd, log));
         }
         for (p, &port) in guard.procs.iter_mut().zip(&ports) {
             p.wait_listening(port)?;
@@ -850,25 +943,28 @@ fn lag_table(runs: &[LagRun], s: &Settings) -> String {
     let _ = writeln!(t);
     let _ = writeln!(
         t,
-        "| rate (ops/s, total) | achieved (ops/s) | source → target | probes | lost | p50 ms | p99 ms | max ms |"
+        "| rate (ops/s, total) | achieved (ops/s) | source → target | one-way ms | probes | lost | p50 ms | p99 ms | max ms | p99 − one-way ms |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
     for r in runs {
         for w in &r.watches {
             let mut v = w.lags_ns.clone();
             v.sort_unstable();
+            let one_way = s.one_way_ms(w.source, w.target);
             let _ = writeln!(
                 t,
-                "| {} | {:.0} | {} → {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} → {} | {} | {} | {} | {} | {} | {} | {:.2} |",
                 r.rate,
                 r.achieved,
                 REGIONS[w.source].0,
                 REGIONS[w.target].0,
+                one_way,
                 v.len(),
                 w.lost,
                 ms(pct(&v, 50.0)),
                 ms(pct(&v, 99.0)),
                 ms(v.last().copied().unwrap_or(0)),
+                pct(&v, 99.0) as f64 / 1e6 - one_way as f64,
             );
         }
         let mut all: Vec<u64> = r.watches.iter().flat_map(|w| w.lags_ns.clone()).collect();
@@ -876,7 +972,7 @@ fn lag_table(runs: &[LagRun], s: &Settings) -> String {
         let lost: u64 = r.watches.iter().map(|w| w.lost).sum();
         let _ = writeln!(
             t,
-            "| {} | {:.0} | **all pairs** | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | **all pairs** | | {} | {} | {} | {} | {} | |",
             r.rate,
             r.achieved,
             all.len(),
@@ -1196,8 +1292,19 @@ fn main() {
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     println!("# Braid replication benchmark");
     println!();
+    let links = match &s.wan {
+        None => "loopback".to_string(),
+        Some(w) => format!(
+            "braid-relay WAN links ({}, jitter ±{}%)",
+            w.iter()
+                .map(|((a, b), d)| format!("{}–{} {d} ms", REGIONS[*a].0, REGIONS[*b].0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.jitter_pct
+        ),
+    };
     println!(
-        "3 regions (us, eu, asia), full mesh on loopback, fsync={}, {cores} cores; settings: {s:?}",
+        "3 regions (us, eu, asia), full mesh over {links}, fsync={}, {cores} cores; settings: {s:?}",
         s.fsync
     );
     println!();
