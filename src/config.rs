@@ -233,7 +233,7 @@ impl Default for ReplicationConfig {
             peers: Vec::new(),
             forward: false,
             relay_after_ms: 1000,
-            max_batch_delay_ms: 20,
+            max_batch_delay_ms: 5,
             max_segment_ops: 10_000,
             max_segment_bytes: ByteSize(4 * 1024 * 1024),
             startup_peer_wait_ms: 5000,

@@ -12,8 +12,8 @@
 # answers PING with PONG and GET of the last key returns its value (Redis
 # answers -LOADING while it loads; Braid listens once recovered). Braid's
 # own "recovered" log line (elapsed_ms) is shown too. The Redis master runs
-# with repl-diskless-sync-delay 0 (its default waits 5 s for more replicas). Timings depend on the
-# disk and on what else runs: compare within one run.
+# with repl-diskless-sync-delay 0 (its default waits 5 s for more replicas).
+# Timings depend on the disk and on what else runs: compare within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,14 +16,19 @@ use super::segment::{
 };
 use super::{tls, ReplicaHost, Replication};
 use crate::config::PeerConfig;
-use crate::crdt::{Operation, VersionVector};
+use crate::crdt::{Operation, RegionId, VersionVector};
 
 /// Largest frame accepted on a link (a segment plus its framing).
 const MAX_FRAME: u64 = 80 * 1024 * 1024;
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Segments in flight before the sender waits for acks.
-const MAX_IN_FLIGHT: usize = 8;
+/// Segments in flight before the sender waits for acks. A long link needs
+/// many: with a segment every few milliseconds, a 240 ms round trip holds
+/// dozens, and waiting for acks there would add a round trip to the lag.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Bytes in flight before the sender waits for acks: bounds what a slow or
+/// stuck peer makes this region hold (QUIC keeps unacknowledged data).
+const MAX_IN_FLIGHT_BYTES: usize = 16 << 20;
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +102,10 @@ fn greeting<H: ReplicaHost>(repl: &Replication, host: &H) -> Greeting {
 /// Acknowledgement bookkeeping shared by the sender and its ack reader.
 #[derive(Default)]
 struct InFlight {
-    /// (segment id, sent at) not yet acknowledged, oldest first.
-    segments: VecDeque<(u64, Instant)>,
+    /// (segment id, sent at, wire bytes) not yet acknowledged, oldest first.
+    segments: VecDeque<(u64, Instant, usize)>,
+    /// Sum of the wire bytes of `segments`.
+    bytes: usize,
     srtt: Option<Duration>,
     acked: VersionVector,
 }
@@ -184,11 +191,12 @@ async fn run_sender<H: ReplicaHost>(
                     Ok(Some(Message::Ack { id, durable })) => {
                         let now = Instant::now();
                         let mut f = inflight.lock();
-                        while let Some(&(sid, at)) = f.segments.front() {
+                        while let Some(&(sid, at, len)) = f.segments.front() {
                             if sid > id {
                                 break;
                             }
                             f.segments.pop_front();
+                            f.bytes -= len;
                             if sid == id {
                                 let sample = now - at;
                                 f.srtt = Some(match f.srtt {
@@ -198,7 +206,7 @@ async fn run_sender<H: ReplicaHost>(
                             }
                         }
                         f.acked = durable.clone();
-                        let oldest = f.segments.front().map(|&(_, at)| at);
+                        let oldest = f.segments.front().map(|&(_, at, _)| at);
                         let rtt = f.srtt;
                         drop(f);
                         repl.with_peer(&name, |s| {
@@ -309,12 +317,16 @@ async fn run_sender<H: ReplicaHost>(
         };
         let id = next_id;
         next_id += 1;
-        inflight.lock().segments.push_back((id, Instant::now()));
         let msg = Message::Segment {
             id,
             bytes: Bytes::from(segment),
         };
         let frame = msg.encode();
+        {
+            let mut f = inflight.lock();
+            f.segments.push_back((id, Instant::now(), frame.len()));
+            f.bytes += frame.len();
+        }
         send.write_all(&frame).await.map_err(conn_err)?;
         repl.with_peer(&peer.name, |s| {
             s.sent_raw += u64::from(header.raw_len);
@@ -343,8 +355,11 @@ async fn run_sender<H: ReplicaHost>(
         };
         let deadline = tokio::time::Instant::now() + window;
         loop {
-            let in_flight = inflight.lock().segments.len();
-            if in_flight < MAX_IN_FLIGHT && tokio::time::Instant::now() >= deadline {
+            let room = {
+                let f = inflight.lock();
+                f.segments.len() < MAX_IN_FLIGHT && f.bytes < MAX_IN_FLIGHT_BYTES
+            };
+            if room && tokio::time::Instant::now() >= deadline {
                 break;
             }
             tokio::select! {
@@ -548,7 +563,7 @@ async fn receive_segments<H: ReplicaHost>(
     // lose bytes), so that this loop can also send unsolicited acks: a
     // sender that has nothing to ship to us still learns what we hold, and
     // does not relay what we already have.
-    let (tx, mut frames) = tokio::sync::mpsc::channel(4);
+    let (tx, mut frames) = tokio::sync::mpsc::channel(8);
     let reader = tokio::spawn(async move {
         loop {
             let m = read_message(&mut recv, MAX_FRAME).await;
@@ -604,28 +619,38 @@ async fn receive_segments<H: ReplicaHost>(
                 )))
             }
         };
-        let wire = bytes.len() as u64;
-        let (header, ops) = decode_segment(&bytes, &limits).map_err(|e| {
-            tracing::error!(peer = %name, segment = id, error = %e, "bad segment; dropping the link");
-            LinkError::Protocol(format!("segment {id}: {e}"))
-        })?;
-        let n = ops.len() as u64;
-        // Our own operations come back only after we lost them (empty or
-        // restored data directory); taken only while we take no writes.
-        let ops = if host.accepts_own_ops() {
-            ops
-        } else {
-            let (own, ops): (Vec<Operation>, Vec<Operation>) =
-                ops.into_iter().partition(|op| op.origin == me);
-            if let Some(op) = own.iter().max_by_key(|op| op.seq) {
-                let mine = host.durable_vv().get(me);
-                if op.seq > mine {
-                    tracing::error!(peer = %name, seq = op.seq, local = mine, "a peer holds operations of this region beyond its own log");
+        // Segments that queued up while the last batch was synced go
+        // through together: one fsync and one ack for all of them, so a
+        // busy link costs the receiver one sync per batch, not per segment.
+        let mut ops = decode_counted(repl, name, id, &bytes, &limits)?;
+        let mut id = id;
+        let mut queued = bytes.len();
+        while queued < RECEIVE_BATCH_BYTES {
+            match frames.try_recv() {
+                Ok(Ok(Some(Message::Segment { id: next, bytes }))) => {
+                    ops.extend(decode_counted(repl, name, next, &bytes, &limits)?);
+                    queued += bytes.len();
+                    id = next;
                 }
+                Ok(Ok(Some(other))) => {
+                    // Only segments may follow segments until the link ends.
+                    return Err(LinkError::Protocol(format!(
+                        "expected a segment, got {other:?}"
+                    )));
+                }
+                Ok(Ok(None)) => {
+                    host.receive(filter_own(host, name, me, ops))
+                        .await
+                        .map_err(LinkError::Local)?;
+                    return Ok(());
+                }
+                Ok(Err(e)) => return Err(conn_err(e)),
+                Err(_) => break,
             }
-            ops
-        };
-        host.receive(ops).await.map_err(LinkError::Local)?;
+        }
+        host.receive(filter_own(host, name, me, ops))
+            .await
+            .map_err(LinkError::Local)?;
         let durable = host.durable_vv();
         write_message(
             send,
@@ -638,13 +663,53 @@ async fn receive_segments<H: ReplicaHost>(
         .map_err(conn_err)?;
         last_id = id;
         last_reported = durable;
-        repl.with_peer(name, |s| {
-            s.recv_wire += wire;
-            s.recv_raw += u64::from(header.raw_len);
-            s.segments_recv += 1;
-            s.ops_recv += n;
-        });
     }
+}
+
+/// Bytes of queued segments a receiver takes into one batch (one fsync).
+const RECEIVE_BATCH_BYTES: usize = 16 << 20;
+
+/// Decodes one received segment and counts it in the link's statistics.
+fn decode_counted(
+    repl: &Replication,
+    name: &str,
+    id: u64,
+    bytes: &[u8],
+    limits: &SegmentLimits,
+) -> Result<Vec<Operation>, LinkError> {
+    let (header, ops) = decode_segment(bytes, limits).map_err(|e| {
+        tracing::error!(peer = %name, segment = id, error = %e, "bad segment; dropping the link");
+        LinkError::Protocol(format!("segment {id}: {e}"))
+    })?;
+    repl.with_peer(name, |s| {
+        s.recv_wire += bytes.len() as u64;
+        s.recv_raw += u64::from(header.raw_len);
+        s.segments_recv += 1;
+        s.ops_recv += ops.len() as u64;
+    });
+    Ok(ops)
+}
+
+/// Drops this region's own operations coming back from a peer unless the
+/// region takes them (it lost them: empty or restored data directory).
+fn filter_own<H: ReplicaHost>(
+    host: &H,
+    name: &str,
+    me: RegionId,
+    ops: Vec<Operation>,
+) -> Vec<Operation> {
+    if host.accepts_own_ops() {
+        return ops;
+    }
+    let (own, ops): (Vec<Operation>, Vec<Operation>) =
+        ops.into_iter().partition(|op| op.origin == me);
+    if let Some(op) = own.iter().max_by_key(|op| op.seq) {
+        let mine = host.durable_vv().get(op.origin);
+        if op.seq > mine {
+            tracing::error!(peer = %name, seq = op.seq, local = mine, "a peer holds operations of this region beyond its own log");
+        }
+    }
+    ops
 }
 
 /// Writes an incoming snapshot to a file, then installs it.
