@@ -62,7 +62,10 @@ pub(crate) async fn dial_loop<H: ReplicaHost>(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        repl.with_peer(&peer.name, |s| s.outbound = "connecting");
+        repl.with_peer(&peer.name, |s| {
+            s.outbound = "connecting";
+            s.outbound_since = Some(Instant::now());
+        });
         let started = Instant::now();
         let result = run_sender(&repl, &host, &peer).await;
         let error = match result {
@@ -72,6 +75,7 @@ pub(crate) async fn dial_loop<H: ReplicaHost>(
         tracing::warn!(peer = %peer.name, addr = %peer.addr, error = %error, "replication link down; reconnecting");
         repl.with_peer(&peer.name, |s| {
             s.outbound = "down";
+            s.outbound_since = Some(Instant::now());
             s.last_error = error;
             s.lag_since = None;
         });
@@ -158,6 +162,7 @@ async fn run_sender<H: ReplicaHost>(
     repl.with_peer(&peer.name, |s| {
         s.id = peer.id;
         s.outbound = "up";
+        s.outbound_since = Some(Instant::now());
         s.boot = welcome.boot;
         s.acked = welcome.durable.clone();
     });

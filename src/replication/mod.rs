@@ -91,6 +91,8 @@ pub struct PeerStats {
     pub addr: Option<SocketAddr>,
     /// `connecting`, `up`, `down`.
     pub outbound: &'static str,
+    /// When `outbound` last changed.
+    pub outbound_since: Option<Instant>,
     /// Whether it currently ships to us.
     pub inbound_up: bool,
     /// Smoothed round-trip time of segment acks.
@@ -219,10 +221,13 @@ impl Replication {
         dialing.insert(peer.name, task);
     }
 
-    /// Restarts our link to `name` if it is up but was opened with an
-    /// earlier process of that region (`boot` differs): after a crash, our
-    /// old connection to it is dead without our knowing until the idle
-    /// timeout.
+    /// Restarts our link to `name` when it just greeted us (so it is
+    /// reachable now) and our link to it is not up, or is up but was opened
+    /// with an earlier process of that region (`boot` differs): after a
+    /// crash, our old connection to it is dead without our knowing until
+    /// the idle timeout, and a dialer waiting out a backoff or a handshake
+    /// timeout to a region that was down would leave it without our
+    /// operations for up to ten seconds after it came back.
     pub(crate) fn redial_if_restarted<H: ReplicaHost>(
         self: &Arc<Self>,
         name: &str,
@@ -232,7 +237,16 @@ impl Replication {
         let (up, addr, id) = {
             let peers = self.peers.lock();
             match peers.get(name) {
-                Some(s) => (s.outbound == "up" && s.boot != boot, s.addr, s.id),
+                Some(s) => {
+                    // A handshake with a live peer takes milliseconds: one
+                    // still connecting after a second is to a dead address.
+                    let stuck = s.outbound == "down"
+                        || (s.outbound == "connecting"
+                            && s.outbound_since
+                                .is_none_or(|t| t.elapsed() > Duration::from_secs(1)));
+                    let restarted = s.outbound == "up" && s.boot != boot;
+                    (stuck || restarted, s.addr, s.id)
+                }
                 None => (false, None, 0),
             }
         };
@@ -242,7 +256,7 @@ impl Replication {
         if let Some(task) = self.dialing.lock().remove(name) {
             task.abort();
         }
-        tracing::info!(peer = %name, "peer restarted; restarting our link to it");
+        tracing::info!(peer = %name, "peer (re)started; restarting our link to it");
         self.dial(
             PeerConfig {
                 name: name.to_string(),

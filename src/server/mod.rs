@@ -552,6 +552,7 @@ async fn background(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_snapshot = Instant::now();
     let mut last_collect = Instant::now();
+    let mut collected_at: Option<crate::crdt::VersionVector> = None;
     loop {
         tick.tick().await;
         // Drop metadata every region has seen (folded counters, removed
@@ -563,7 +564,15 @@ async fn background(shared: Arc<Shared>) {
                 .stability
                 .lock()
                 .frontier(ks.state().version_vector());
-            ks.collect(&frontier);
+            // An unchanged frontier has nothing new to collect (what a write
+            // touches after a collection is newer than its frontier), and a
+            // pass costs O(keys written since their last collection) under
+            // the lock: a region that a peer has not acknowledged for a
+            // while (a joining one, a cut link) would pay it every second.
+            if collected_at.as_ref() != Some(&frontier) {
+                ks.collect(&frontier);
+                collected_at = Some(frontier);
+            }
         }
         if shared.syncing.load(Relaxed) {
             let limit = shared.config.read().replication.startup_peer_wait_ms;
