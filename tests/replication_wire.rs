@@ -616,3 +616,96 @@ async fn wrong_protocol_version_is_refused() {
     assert_eq!(server.get("hits").await.as_deref(), Some("7"));
     peer.close();
 }
+
+/// The value of `field=` in the INFO line starting with `prefix`.
+fn info_field(info: &str, prefix: &str, field: &str) -> Option<String> {
+    let line = info.lines().find(|l| l.starts_with(prefix))?;
+    let body = line.split_once(':')?.1;
+    body.split(',')
+        .find_map(|p| p.strip_prefix(&format!("{field}=")))
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_peer_is_welcomed_with_version_1() {
+    // A region not yet upgraded speaks protocol version 1 (no heartbeats):
+    // it gets the welcome it expects and replicates as before.
+    let mut server = Server::start().await;
+    let mut eu = Replica::new(RegionId(EU.1));
+    let ops = incrs(&mut eu, "hits", &[3]);
+    let mut peer = server.dial(EU.0).await;
+    let hello = Greeting {
+        version: 1,
+        ..greeting(EU)
+    };
+    match peer.hello(hello).await {
+        Some(Message::Welcome(g)) => assert_eq!(g.version, 1),
+        other => panic!("a version 1 peer was not welcomed: {other:?}"),
+    }
+    peer.ship(1, &segment(&ops)).await;
+    assert_eq!(server.get("hits").await.as_deref(), Some("3"));
+    peer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_measure_the_consistency_lag() {
+    let mut server = Server::start().await;
+    let mut eu = Replica::new(RegionId(EU.1));
+    let ops = incrs(&mut eu, "hits", &[1, 2]);
+    let mut peer = server.dial_eu().await;
+    peer.ship(1, &segment(&ops[..1])).await;
+    // eu had applied its second operation when it sent this heartbeat:
+    // the lag is known once the server holds that operation too.
+    let sent = now_ms();
+    peer.write(&Message::Heartbeat {
+        origin: RegionId(EU.1),
+        seq: 2,
+        unix_ms: sent,
+    })
+    .await;
+    // A copy relayed by another region and a heartbeat about the server
+    // itself change nothing.
+    peer.write(&Message::Heartbeat {
+        origin: RegionId(EU.1),
+        seq: 2,
+        unix_ms: sent,
+    })
+    .await;
+    peer.write(&Message::Heartbeat {
+        origin: RegionId(US.1),
+        seq: 1,
+        unix_ms: sent,
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    let info = loop {
+        let info = server.info().await;
+        if info_field(&info, "peer0:", "heartbeats_recv").as_deref() == Some("3") {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "heartbeats not taken: {info}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        info_field(&info, "consistency0:", "heartbeats").as_deref(),
+        Some("1"),
+        "{info}"
+    );
+    assert_eq!(
+        info_field(&info, "consistency0:", "lag_last_ms").as_deref(),
+        Some("-"),
+        "not covered yet: {info}"
+    );
+    assert!(!info.contains("consistency1:"), "{info}");
+    peer.ship(2, &segment(&ops[1..])).await;
+    let info = server.info().await;
+    let lag: u64 = info_field(&info, "consistency0:", "lag_last_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no lag recorded: {info}"));
+    assert!(lag <= now_ms() - sent, "{info}");
+    assert_eq!(
+        info_field(&info, "consistency0:", "origin").as_deref(),
+        Some("eu")
+    );
+    peer.close();
+}

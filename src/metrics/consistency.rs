@@ -26,7 +26,7 @@ const MAX_PENDING: usize = 64;
 /// Lag samples kept per origin for the quantiles `INFO` shows.
 const RECENT: usize = 256;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Origin {
     /// (sequence, emitted at) not yet covered, oldest first.
     pending: VecDeque<(u64, u64)>,
@@ -39,19 +39,6 @@ struct Origin {
     recent: VecDeque<u64>,
     hist: Histogram,
     heartbeats: u64,
-}
-
-impl Default for Origin {
-    fn default() -> Self {
-        Origin {
-            pending: VecDeque::new(),
-            newest: 0,
-            fresh: None,
-            recent: VecDeque::new(),
-            hist: Histogram::durations(),
-            heartbeats: 0,
-        }
-    }
 }
 
 impl Origin {

@@ -58,7 +58,13 @@ async fn answer(mut stream: TcpStream, render: &Render) -> std::io::Result<()> {
             break &buf[..end];
         }
         if buf.len() >= MAX_REQUEST {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "", false).await;
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "",
+                false,
+            )
+            .await;
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {

@@ -275,7 +275,10 @@ impl Metrics {
             .map(|(i, &n)| (n, i))
             .collect();
         Metrics {
-            commands: command_names.iter().map(|_| Histogram::durations()).collect(),
+            commands: command_names
+                .iter()
+                .map(|_| Histogram::durations())
+                .collect(),
             command_names,
             command_index,
             fsync: std::array::from_fn(|_| Histogram::durations()),
@@ -356,7 +359,10 @@ impl Metrics {
 
 /// Conflicts resolved, per (type, rule): process-wide, since the merge code
 /// that detects them runs below any one server's handle.
-static CONFLICTS: RwLock<Vec<(Box<str>, Box<str>, AtomicU64)>> = RwLock::new(Vec::new());
+static CONFLICTS: RwLock<Vec<ConflictCount>> = RwLock::new(Vec::new());
+
+/// (type, rule, count).
+type ConflictCount = (Box<str>, Box<str>, AtomicU64);
 
 /// Counts one conflict a merge resolved: `key_type` is the Redis type of the
 /// key (`string`, `hash`, …, or `key` for whole-key rules), `rule` the rule
@@ -593,7 +599,7 @@ mod tests {
         );
         assert!(text.contains("braid_y{region=\"us\"} 1.5\n"), "{text}");
         assert!(
-            text.contains("braid_z_seconds_bucket{region=\"us\",le=\"0.000005\"} 1\n"),
+            text.contains("braid_z_seconds_bucket{region=\"us\",le=\"5e-06\"} 1\n"),
             "{text}"
         );
         assert!(

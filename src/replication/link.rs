@@ -136,8 +136,8 @@ async fn run_sender<H: ReplicaHost>(
         &mut send,
         &Message::Hello(greeting(repl, host.as_ref(), offer)),
     )
-        .await
-        .map_err(conn_err)?;
+    .await
+    .map_err(conn_err)?;
     let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message(&mut recv, MAX_FRAME))
         .await
         .map_err(|_| LinkError::Protocol("no answer to the handshake".into()))?
@@ -546,9 +546,9 @@ async fn run_receiver<H: ReplicaHost>(
         s.id = hello.region.0;
         s.inbound_up = true;
     });
-    // The link speaks the lower of the two versions (an older dialer gets
-    // the answer it expects).
-    let version = hello.version.min(PROTOCOL_VERSION);
+    // The link speaks the dialer's version (an older dialer gets the
+    // answer it expects).
+    let version = hello.version;
     write_message(
         &mut send,
         &Message::Welcome(greeting(repl, host.as_ref(), version)),
@@ -587,7 +587,9 @@ fn check_hello(
     hello: &Greeting,
     remote: SocketAddr,
 ) -> Option<String> {
-    if hello.version < MIN_PROTOCOL_VERSION {
+    // A version this build does not know is refused, never guessed at; a
+    // newer dialer falls back to one we speak.
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) {
         return Some(format!(
             "protocol version {} unsupported (this region speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})",
             hello.version

@@ -355,11 +355,12 @@ mod tests {
         let frame = m.encode();
         assert_eq!(
             frame,
-            [
-                0x0a, 0, 0, 0, 0x09, 0x03, 0xac, 0x02, 0xfb, 0xd0, 0x95, 0xff, 0xbc, 0x31
-            ]
+            [0x0a, 0, 0, 0, 0x09, 0x03, 0xac, 0x02, 0xfb, 0xd0, 0x95, 0xff, 0xbc, 0x31]
         );
-        assert_eq!(Message::decode(Bytes::from(frame[4..].to_vec())).unwrap(), m);
+        assert_eq!(
+            Message::decode(Bytes::from(frame[4..].to_vec())).unwrap(),
+            m
+        );
     }
 
     #[tokio::test]

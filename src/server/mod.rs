@@ -821,9 +821,8 @@ impl ServerHooks for Shared {
             out.push_str(&self.info_replication_extra(ks));
             out.push_str("\r\n");
         }
-        let extra = |s: &str| {
-            matches!(section, Some("all") | Some("everything")) || section == Some(s)
-        };
+        let extra =
+            |s: &str| matches!(section, Some("all") | Some("everything")) || section == Some(s);
         if extra("commandstats") {
             out.push_str(&self.info_commandstats());
         }

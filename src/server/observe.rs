@@ -11,8 +11,8 @@ use crate::crdt::{Body, Conflict, ConflictKind, Operation};
 use crate::keyspace::Keyspace;
 use crate::metrics::consistency::OriginLag;
 use crate::metrics::{
-    conflicts_resolved, http, Exposition, FsyncKind, HistogramSnapshot, Kind, Labels,
-    SnapshotKind, NS,
+    conflicts_resolved, http, Exposition, FsyncKind, HistogramSnapshot, Kind, Labels, SnapshotKind,
+    NS,
 };
 
 /// Starts serving `GET /metrics` on `listener` until shutdown.
@@ -251,7 +251,8 @@ impl Shared {
                 p.lag_since.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             );
             const SENT: &str = "Replication bytes sent to the peer: raw (operations before compression) and wire (after compression, with framing).";
-            const RECV: &str = "Replication bytes received from the peer: raw (after decompression) and wire.";
+            const RECV: &str =
+                "Replication bytes received from the peer: raw (after decompression) and wire.";
             e.counter(
                 "braid_replication_sent_bytes",
                 SENT,
@@ -330,7 +331,8 @@ impl Shared {
                 peer(),
                 p.batch_window.as_secs_f64(),
             );
-            const SEG: &str = "Size of the segments sent to the peer: raw (operations) and wire (on the wire).";
+            const SEG: &str =
+                "Size of the segments sent to the peer: raw (operations) and wire (on the wire).";
             e.histogram(
                 "braid_replication_segment_bytes",
                 SEG,
