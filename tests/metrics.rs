@@ -535,3 +535,32 @@ fn dashboard_covers_the_required_panels() {
     let ids: BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
     assert_eq!(ids.len(), panels.len(), "panel ids are unique");
 }
+
+#[test]
+fn logs_follow_the_filter_and_the_json_format() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let b = Braid::start_in_logged(&data, &["--log-format", "json"], &log, "info");
+    // Logged before the port opens, so it is in the file once we connect.
+    let text = std::fs::read_to_string(&log).expect("log file");
+    assert!(text.contains("ready to accept connections"), "{text}");
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    drop(b);
+
+    // RUST_LOG=warn leaves the info lines out.
+    let quiet_log = dir.path().join("quiet.log");
+    let quiet_data = dir.path().join("quiet");
+    std::fs::create_dir_all(&quiet_data).expect("data dir");
+    let q = Braid::start_in_logged(&quiet_data, &[], &quiet_log, "warn");
+    let mut c = q.conn();
+    let _: () = c.set("k", "v").expect("SET");
+    let text = std::fs::read_to_string(&quiet_log).expect("log file");
+    assert!(!text.contains("ready to accept connections"), "{text}");
+}

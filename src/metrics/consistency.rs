@@ -25,6 +25,9 @@ use super::{Histogram, HistogramSnapshot};
 const MAX_PENDING: usize = 64;
 /// Lag samples kept per origin for the quantiles `INFO` shows.
 const RECENT: usize = 256;
+/// Origins tracked at most: region ids come from peers, and a peer
+/// naming ever new ones must not grow memory without bound.
+pub const MAX_ORIGINS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Origin {
@@ -87,6 +90,9 @@ impl Consistency {
     /// `seq` at `emitted_ms`; this region holds `held` of them now.
     pub fn heartbeat(&self, origin: u16, seq: u64, emitted_ms: u64, held: u64, now_ms: u64) {
         let mut origins = self.origins.lock();
+        if origins.len() >= MAX_ORIGINS && !origins.contains_key(&origin) {
+            return;
+        }
         let o = origins.entry(origin).or_default();
         if emitted_ms <= o.newest {
             return;
@@ -204,6 +210,15 @@ mod tests {
         assert_eq!(o.histogram.count, 101);
         assert_eq!(o.p50_ms, Some(50));
         assert_eq!(o.p99_ms, Some(99));
+    }
+
+    #[test]
+    fn origins_are_bounded() {
+        let c = Consistency::default();
+        for id in 0..=u16::MAX {
+            c.heartbeat(id, 1, 1, 1, 2);
+        }
+        assert_eq!(c.origins(3).len(), MAX_ORIGINS);
     }
 
     #[test]

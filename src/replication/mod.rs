@@ -354,6 +354,9 @@ impl Replication {
     /// than any heard before (an older one came another way).
     pub(crate) fn heard(&self, origin: RegionId, seq: Seq, unix_ms: u64) -> bool {
         let mut heard = self.heard.lock();
+        if heard.len() >= crate::metrics::consistency::MAX_ORIGINS && !heard.contains_key(&origin) {
+            return false;
+        }
         let e = heard.entry(origin).or_insert((0, 0));
         if unix_ms <= e.1 {
             return false;
