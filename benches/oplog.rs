@@ -68,7 +68,8 @@ fn bench_committer(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = open_log(&dir);
         let (synced, _rx) = tokio::sync::watch::channel(0u64);
-        let committer = Committer::start(log, policy, 0, None, Arc::new(synced));
+        let metrics = Arc::new(braid::metrics::Metrics::new());
+        let committer = Committer::start(log, policy, 0, None, Arc::new(synced), metrics);
         let mut lsn = 0u64;
         // Each iteration: WRITES single-operation writes, as WRITES
         // connections would submit them, then wait for the last one.

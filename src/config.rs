@@ -151,6 +151,18 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Active-active replication with other regions (off unless `listen` is set).
     pub replication: ReplicationConfig,
+    /// The Prometheus metrics endpoint (off unless `listen` is set).
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus text endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// TCP address serving `GET /metrics` (none: no endpoint; the same
+    /// figures are in `INFO`). Off by default: it is unauthenticated, so
+    /// where it listens is the operator's choice.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Another region this one replicates with.
@@ -222,6 +234,10 @@ pub struct ReplicationConfig {
     /// Compress segments with lz4 where it pays (adaptive, per link);
     /// `false` sends every segment raw.
     pub compress: bool,
+    /// How often this region sends each peer a heartbeat (its own applied
+    /// sequence and wall-clock time), from which peers measure the
+    /// consistency lag (0: never).
+    pub heartbeat_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -239,6 +255,7 @@ impl Default for ReplicationConfig {
             startup_peer_wait_ms: 5000,
             compress: true,
             log_retention_ops: 50_000_000,
+            heartbeat_ms: 1000,
         }
     }
 }
@@ -262,6 +279,7 @@ impl Default for Config {
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
             log_format: LogFormat::Text,
             replication: ReplicationConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -471,6 +489,16 @@ mod tests {
         assert!(no_listen.validate().is_err());
         assert!("eu=x@1.2.3.4:5".parse::<PeerConfig>().is_err());
         assert!("eu@1.2.3.4:5".parse::<PeerConfig>().is_err());
+    }
+
+    #[test]
+    fn metrics_section_parses() {
+        assert_eq!(Config::default().metrics.listen, None);
+        let c = Config::from_toml("[metrics]\nlisten = \"127.0.0.1:9121\"\n").unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9121".parse().unwrap()));
+        let err = Config::from_toml("[metrics]\nlisen = \"127.0.0.1:9121\"\n").unwrap_err();
+        assert!(err.contains("lisen"), "{err}");
+        assert_eq!(Config::default().replication.heartbeat_ms, 1000);
     }
 
     #[test]

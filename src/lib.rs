@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod crdt;
 pub mod keyspace;
+pub mod metrics;
 pub mod oplog;
 pub mod relay;
 pub mod replication;

@@ -93,6 +93,10 @@ struct Cli {
     /// multi-tier topologies) [config: replication.forward].
     #[arg(long)]
     forward: bool,
+    /// TCP address of the Prometheus metrics endpoint (`GET /metrics`),
+    /// e.g. 127.0.0.1:9121; off without it [config: metrics.listen].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +194,9 @@ impl Cli {
         }
         if self.forward {
             r.forward = true;
+        }
+        if let Some(a) = self.metrics_listen {
+            c.metrics.listen = Some(a);
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)

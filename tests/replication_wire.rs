@@ -45,6 +45,8 @@ struct Server {
     repl: SocketAddr,
     certs: tempfile::TempDir,
     redis: MultiplexedConnection,
+    /// Where the server dials eu (nobody listens unless a test does).
+    eu_udp: u16,
 }
 
 impl Server {
@@ -77,6 +79,7 @@ impl Server {
             repl: SocketAddr::from(([127, 0, 0, 1], udp)),
             certs,
             redis,
+            eu_udp,
         };
         server.await_replication().await;
         server
@@ -615,4 +618,181 @@ async fn wrong_protocol_version_is_refused() {
     peer.ship(1, &segment(&ops)).await;
     assert_eq!(server.get("hits").await.as_deref(), Some("7"));
     peer.close();
+}
+
+/// The value of `field=` in the INFO line starting with `prefix`.
+fn info_field(info: &str, prefix: &str, field: &str) -> Option<String> {
+    let line = info.lines().find(|l| l.starts_with(prefix))?;
+    let body = line.split_once(':')?.1;
+    body.split(',')
+        .find_map(|p| p.strip_prefix(&format!("{field}=")))
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_peer_is_welcomed_with_version_1() {
+    // A region not yet upgraded speaks protocol version 1 (no heartbeats):
+    // it gets the welcome it expects and replicates as before.
+    let mut server = Server::start().await;
+    let mut eu = Replica::new(RegionId(EU.1));
+    let ops = incrs(&mut eu, "hits", &[3]);
+    let mut peer = server.dial(EU.0).await;
+    let hello = Greeting {
+        version: 1,
+        ..greeting(EU)
+    };
+    match peer.hello(hello).await {
+        Some(Message::Welcome(g)) => assert_eq!(g.version, 1),
+        other => panic!("a version 1 peer was not welcomed: {other:?}"),
+    }
+    peer.ship(1, &segment(&ops)).await;
+    assert_eq!(server.get("hits").await.as_deref(), Some("3"));
+    peer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_measure_the_consistency_lag() {
+    let mut server = Server::start().await;
+    let mut eu = Replica::new(RegionId(EU.1));
+    let ops = incrs(&mut eu, "hits", &[1, 2]);
+    let mut peer = server.dial_eu().await;
+    peer.ship(1, &segment(&ops[..1])).await;
+    // eu had applied its second operation when it sent this heartbeat:
+    // the lag is known once the server holds that operation too.
+    let sent = now_ms();
+    peer.write(&Message::Heartbeat {
+        origin: RegionId(EU.1),
+        seq: 2,
+        unix_ms: sent,
+    })
+    .await;
+    // A copy relayed by another region and a heartbeat about the server
+    // itself change nothing.
+    peer.write(&Message::Heartbeat {
+        origin: RegionId(EU.1),
+        seq: 2,
+        unix_ms: sent,
+    })
+    .await;
+    peer.write(&Message::Heartbeat {
+        origin: RegionId(US.1),
+        seq: 1,
+        unix_ms: sent,
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    let info = loop {
+        let info = server.info().await;
+        if info_field(&info, "peer0:", "heartbeats_recv").as_deref() == Some("3") {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "heartbeats not taken: {info}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        info_field(&info, "consistency0:", "heartbeats").as_deref(),
+        Some("1"),
+        "{info}"
+    );
+    assert_eq!(
+        info_field(&info, "consistency0:", "lag_last_ms").as_deref(),
+        Some("-"),
+        "not covered yet: {info}"
+    );
+    assert!(!info.contains("consistency1:"), "{info}");
+    peer.ship(2, &segment(&ops[1..])).await;
+    let info = server.info().await;
+    let lag: u64 = info_field(&info, "consistency0:", "lag_last_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no lag recorded: {info}"));
+    assert!(lag <= now_ms() - sent, "{info}");
+    assert_eq!(
+        info_field(&info, "consistency0:", "origin").as_deref(),
+        Some("eu")
+    );
+    peer.close();
+}
+
+/// Accepts the server's next connection to `endpoint` and its bi stream.
+async fn accept_link(
+    endpoint: &quinn::Endpoint,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let incoming = timeout(Duration::from_secs(60), endpoint.accept())
+        .await
+        .expect("the server never dialed")
+        .expect("endpoint open");
+    let conn = timeout(WAIT, incoming)
+        .await
+        .expect("QUIC handshake hung")
+        .expect("QUIC handshake");
+    let (send, recv) = timeout(WAIT, conn.accept_bi())
+        .await
+        .expect("no stream opened")
+        .expect("accept_bi");
+    (conn, send, recv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_refused_for_its_version_falls_back_to_version_1() {
+    // eu plays a region of protocol version 1: it refuses version 2 as
+    // such a region does; the server then dials again offering version 1,
+    // and sends no heartbeat on that link.
+    let mut server = Server::start().await;
+    let tls = RegionTls::load(&TlsFiles::in_dir(server.certs.path(), EU.0)).expect("eu TLS");
+    let endpoint = quinn::Endpoint::server(
+        tls.server_config().expect("server config"),
+        SocketAddr::from(([127, 0, 0, 1], server.eu_udp)),
+    )
+    .expect("bind eu's address");
+    let (_first, mut send, mut recv) = accept_link(&endpoint).await;
+    match timeout(WAIT, read_message(&mut recv, MAX_FRAME)).await {
+        Ok(Ok(Some(Message::Hello(g)))) => assert_eq!(g.version, PROTOCOL_VERSION),
+        other => panic!("expected a hello, got {other:?}"),
+    }
+    let refusal = Message::Refuse {
+        reason: format!("protocol version {PROTOCOL_VERSION} unsupported (this region speaks 1)"),
+    };
+    write_message(&mut send, &refusal).await.expect("refuse");
+    let (_second, mut send, mut recv) = accept_link(&endpoint).await;
+    match timeout(WAIT, read_message(&mut recv, MAX_FRAME)).await {
+        Ok(Ok(Some(Message::Hello(g)))) => assert_eq!(g.version, 1),
+        other => panic!("expected a version 1 hello, got {other:?}"),
+    }
+    let welcome = Greeting {
+        version: 1,
+        ..greeting(EU)
+    };
+    write_message(&mut send, &Message::Welcome(welcome))
+        .await
+        .expect("welcome");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = server.info().await;
+        if info_field(&info, "peer0:", "link").as_deref() == Some("up") {
+            assert_eq!(
+                info_field(&info, "peer0:", "protocol").as_deref(),
+                Some("1"),
+                "{info}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the link never came up: {info}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Heartbeats go every second on a version 2 link: none may come here.
+    let quiet = timeout(
+        Duration::from_millis(2500),
+        read_message(&mut recv, MAX_FRAME),
+    )
+    .await;
+    assert!(
+        !matches!(quiet, Ok(Ok(Some(Message::Heartbeat { .. })))),
+        "a heartbeat on a version 1 link: {quiet:?}"
+    );
+    let info = server.info().await;
+    assert_eq!(
+        info_field(&info, "peer0:", "heartbeats_sent").as_deref(),
+        Some("0"),
+        "{info}"
+    );
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs the CRDT core benchmarks (benches/crdt.rs) and prints a compact table:
-# name, time per iteration, throughput, and time per element.
+# Runs the in-process criterion benchmarks and prints a compact table: name,
+# time per iteration, throughput, and time per element. By default the CRDT
+# core (benches/crdt.rs); BENCHES="crdt wire oplog" adds RESP parsing and
+# replication segments (benches/wire.rs) and the op log (benches/oplog.rs).
 #
-#   tools/bench-crdt.sh                 # everything (a few minutes)
+#   tools/bench-crdt.sh                 # the CRDT core (a few minutes)
+#   BENCHES="crdt wire oplog" tools/bench-crdt.sh
 #   tools/bench-crdt.sh apply/          # only benchmarks matching a filter
 #   tools/bench-crdt.sh --parse FILE    # summarize an existing criterion log
 #
@@ -17,7 +20,10 @@ if [[ "${1:-}" == "--parse" ]]; then
 else
     log="${BENCH_LOG:-target/bench-crdt.log}"
     mkdir -p "$(dirname "$log")"
-    cargo bench --bench crdt -- "$@" 2>&1 | tee "$log"
+    : >"$log"
+    for b in ${BENCHES:-crdt}; do
+        cargo bench --bench "$b" -- "$@" 2>&1 | tee -a "$log"
+    done
     echo
 fi
 

@@ -97,6 +97,10 @@ pub trait ServerHooks: Send + Sync {
     fn request_snapshot(&self) -> Result<u64, String> {
         Err("snapshots are not available here".into())
     }
+    /// Records how long a command (by its table name) took to execute.
+    fn command_done(&self, name: &'static str, took: std::time::Duration) {
+        let _ = (name, took);
+    }
 }
 
 /// A command's description.

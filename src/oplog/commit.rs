@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::OpLog;
 use crate::config::FsyncPolicy;
 use crate::crdt::Operation;
+use crate::metrics::{FsyncKind, Metrics};
 
 /// What the committer has made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,13 +118,14 @@ impl Committer {
     /// Starts the committer over `log`, with `start_lsn` already durable.
     /// `sync_every` is how often `everysec` and `no` sync in the background
     /// (`None`: `everysec` once a second, `no` never); `synced` is bumped
-    /// whenever more of the log is fsync'd.
+    /// whenever more of the log is fsync'd; fsync latencies go to `metrics`.
     pub fn start(
         log: Arc<OpLog>,
         policy: FsyncPolicy,
         start_lsn: u64,
         sync_every: Option<Duration>,
         synced: Arc<tokio::sync::watch::Sender<u64>>,
+        metrics: Arc<Metrics>,
     ) -> Committer {
         let progress = Arc::new(Progress::default());
         progress.durable.store(start_lsn, Ordering::Release);
@@ -133,11 +135,16 @@ impl Committer {
         let mut tx = None;
         {
             let (batch_tx, rx) = mpsc::channel::<Option<Batch>>();
-            let (writer_log, p, st, n) =
-                (log.clone(), progress.clone(), stats.clone(), synced.clone());
+            let (writer_log, p, st, n, m) = (
+                log.clone(),
+                progress.clone(),
+                stats.clone(),
+                synced.clone(),
+                metrics.clone(),
+            );
             match thread::Builder::new()
                 .name("braid-commit".into())
-                .spawn(move || run(writer_log, policy, rx, p, st, n))
+                .spawn(move || run(writer_log, policy, rx, p, st, n, m))
             {
                 Ok(h) => {
                     threads.writer = Some(h);
@@ -164,7 +171,10 @@ impl Committer {
                     while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval)
                     {
                         let upto = p.durable.load(Ordering::Acquire);
-                        match sync_log.sync() {
+                        let t0 = std::time::Instant::now();
+                        let result = sync_log.sync();
+                        metrics.fsync(FsyncKind::Background, t0.elapsed());
+                        match result {
                             Ok(()) => {
                                 if p.synced.fetch_max(upto, Ordering::AcqRel) < upto {
                                     n.send_modify(|v| *v += 1);
@@ -271,6 +281,7 @@ fn run(
     progress: Arc<Progress>,
     stats: Arc<CommitStats>,
     synced: Arc<tokio::sync::watch::Sender<u64>>,
+    metrics: Arc<Metrics>,
 ) {
     let mut closing = false;
     while let Ok(Some(first)) = rx.recv() {
@@ -285,7 +296,12 @@ fn run(
                 None => closing = true,
             }
         }
-        match log.append(&ops, policy == FsyncPolicy::Always) {
+        let t0 = std::time::Instant::now();
+        let result = log.append(&ops, policy == FsyncPolicy::Always);
+        if policy == FsyncPolicy::Always {
+            metrics.fsync(FsyncKind::GroupCommit, t0.elapsed());
+        }
+        match result {
             Ok(()) => {
                 stats.writes.fetch_add(1, Ordering::Relaxed);
                 stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);

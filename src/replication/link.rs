@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-use super::message::{read_message, write_message, Greeting, Message, PROTOCOL_VERSION};
+use super::message::{
+    read_message, write_message, Greeting, Message, HEARTBEAT_VERSION, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
 use super::segment::{
     decode_segment, encode_segment, encode_segment_adaptive, Compression, CompressionPolicy,
     SegmentLimits,
@@ -61,13 +64,24 @@ pub(crate) async fn dial_loop<H: ReplicaHost>(
     peer: PeerConfig,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // The protocol version offered: the newest, unless the peer refused it
+    // (a region not yet upgraded), then the oldest until the link ends.
+    let mut offer = PROTOCOL_VERSION;
     loop {
         repl.with_peer(&peer.name, |s| {
             s.outbound = "connecting";
             s.outbound_since = Some(Instant::now());
         });
         let started = Instant::now();
-        let result = run_sender(&repl, &host, &peer).await;
+        let result = run_sender(&repl, &host, &peer, offer).await;
+        if let Err(LinkError::Refused(reason)) = &result {
+            if offer > MIN_PROTOCOL_VERSION && reason.contains("protocol version") {
+                tracing::info!(peer = %peer.name, %reason, version = MIN_PROTOCOL_VERSION, "peer speaks an older replication protocol; reconnecting with it (no heartbeats on this link)");
+                offer = MIN_PROTOCOL_VERSION;
+                continue;
+            }
+        }
+        offer = PROTOCOL_VERSION;
         let error = match result {
             Ok(()) => "connection closed".to_string(),
             Err(e) => e.to_string(),
@@ -87,9 +101,9 @@ pub(crate) async fn dial_loop<H: ReplicaHost>(
     }
 }
 
-fn greeting<H: ReplicaHost>(repl: &Replication, host: &H) -> Greeting {
+fn greeting<H: ReplicaHost>(repl: &Replication, host: &H, version: u64) -> Greeting {
     Greeting {
-        version: PROTOCOL_VERSION,
+        version,
         region: repl.region.0,
         name: repl.region.1.clone(),
         advertise: repl
@@ -118,6 +132,7 @@ async fn run_sender<H: ReplicaHost>(
     repl: &Arc<Replication>,
     host: &Arc<H>,
     peer: &PeerConfig,
+    offer: u64,
 ) -> Result<(), LinkError> {
     let connecting = repl
         .endpoint
@@ -128,9 +143,12 @@ async fn run_sender<H: ReplicaHost>(
         .map_err(|_| LinkError::Connect("timed out".into()))?
         .map_err(|e| LinkError::Connect(e.to_string()))?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(conn_err)?;
-    write_message(&mut send, &Message::Hello(greeting(repl, host.as_ref())))
-        .await
-        .map_err(conn_err)?;
+    write_message(
+        &mut send,
+        &Message::Hello(greeting(repl, host.as_ref(), offer)),
+    )
+    .await
+    .map_err(conn_err)?;
     let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message(&mut recv, MAX_FRAME))
         .await
         .map_err(|_| LinkError::Protocol("no answer to the handshake".into()))?
@@ -144,12 +162,14 @@ async fn run_sender<H: ReplicaHost>(
             )))
         }
     };
-    if welcome.version != PROTOCOL_VERSION {
+    // The acceptor answers with the version the link uses: at most ours.
+    if !(MIN_PROTOCOL_VERSION..=offer).contains(&welcome.version) {
         return Err(LinkError::Protocol(format!(
-            "peer speaks protocol version {}, this build {PROTOCOL_VERSION}",
+            "peer answered protocol version {}, this build offered {offer}",
             welcome.version
         )));
     }
+    let version = welcome.version;
     if welcome.name != peer.name || welcome.region.0 != peer.id {
         return Err(LinkError::Protocol(format!(
             "expected region {} (id {}), peer says it is {} (id {})",
@@ -163,6 +183,7 @@ async fn run_sender<H: ReplicaHost>(
         s.id = peer.id;
         s.outbound = "up";
         s.outbound_since = Some(Instant::now());
+        s.version = version;
         s.boot = welcome.boot;
         s.acked = welcome.durable.clone();
     });
@@ -249,9 +270,16 @@ async fn run_sender<H: ReplicaHost>(
     let max_bytes = repl.config.max_segment_bytes.0 as usize;
     let max_delay = Duration::from_millis(repl.config.max_batch_delay_ms);
     let mut window = Duration::ZERO;
+    let beat_every = Duration::from_millis(repl.config.heartbeat_ms);
+    let beats = version >= HEARTBEAT_VERSION && !beat_every.is_zero();
+    let mut next_beat = tokio::time::Instant::now();
     loop {
         if let Ok(err) = acks.try_recv() {
             return Err(err);
+        }
+        if beats && tokio::time::Instant::now() >= next_beat {
+            send_heartbeats(repl, host.as_ref(), &mut send, &peer.name, welcome.region).await?;
+            next_beat = tokio::time::Instant::now() + beat_every;
         }
         let durable = host.durable_vv();
         let now = Instant::now();
@@ -310,6 +338,7 @@ async fn run_sender<H: ReplicaHost>(
                 r = changed.changed() => if r.is_err() { return Ok(()) },
                 _ = acked_notify.notified() => {}
                 _ = tokio::time::sleep(relay_after.max(Duration::from_millis(50))) => {}
+                _ = tokio::time::sleep_until(next_beat), if beats => {}
                 _ = conn.closed() => return Err(LinkError::Connection("connection closed".into())),
             }
             continue;
@@ -343,6 +372,10 @@ async fn run_sender<H: ReplicaHost>(
                 s.lag_since = Some(Instant::now());
             }
             s.batch_window = window;
+            s.segments.raw_bytes.record(u64::from(header.raw_len));
+            s.segments.wire_bytes.record(frame.len() as u64);
+            s.segments.ops.record(ops.len() as u64);
+            s.segments.window.record_duration(window);
         });
 
         // Adaptive batching: an idle link sends at once; while segments
@@ -379,6 +412,45 @@ async fn run_sender<H: ReplicaHost>(
             }
         }
     }
+}
+
+/// Unix time in milliseconds (heartbeats compare wall clocks across regions).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sends this region's heartbeat, and the newest one heard of every other
+/// region but the peer, in one write.
+async fn send_heartbeats<H: ReplicaHost>(
+    repl: &Replication,
+    host: &H,
+    send: &mut quinn::SendStream,
+    peer: &str,
+    peer_id: crate::crdt::RegionId,
+) -> Result<(), LinkError> {
+    let own = Message::Heartbeat {
+        origin: repl.region.0,
+        seq: host.applied_own(),
+        unix_ms: unix_ms(),
+    };
+    let mut frames = own.encode();
+    let mut n = 1;
+    for (origin, seq, unix_ms) in repl.heard_except(peer_id) {
+        frames.extend(
+            Message::Heartbeat {
+                origin,
+                seq,
+                unix_ms,
+            }
+            .encode(),
+        );
+        n += 1;
+    }
+    send.write_all(&frames).await.map_err(conn_err)?;
+    repl.with_peer(peer, |s| s.heartbeats_sent += n);
+    Ok(())
 }
 
 /// Bytes of a snapshot file per message.
@@ -494,9 +566,15 @@ async fn run_receiver<H: ReplicaHost>(
         s.id = hello.region.0;
         s.inbound_up = true;
     });
-    write_message(&mut send, &Message::Welcome(greeting(repl, host.as_ref())))
-        .await
-        .map_err(conn_err)?;
+    // The link speaks the dialer's version (an older dialer gets the
+    // answer it expects).
+    let version = hello.version;
+    write_message(
+        &mut send,
+        &Message::Welcome(greeting(repl, host.as_ref(), version)),
+    )
+    .await
+    .map_err(conn_err)?;
     // A region we do not dial ships to us: dial it back (a region joining).
     // One we do dial has restarted: our link to it may be dead.
     if repl.is_dialing(&name) {
@@ -529,9 +607,11 @@ fn check_hello(
     hello: &Greeting,
     remote: SocketAddr,
 ) -> Option<String> {
-    if hello.version != PROTOCOL_VERSION {
+    // A version this build does not know is refused, never guessed at; a
+    // newer dialer falls back to one we speak.
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) {
         return Some(format!(
-            "protocol version {} unsupported (this region speaks {PROTOCOL_VERSION})",
+            "protocol version {} unsupported (this region speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})",
             hello.version
         ));
     }
@@ -618,6 +698,14 @@ async fn receive_segments<H: ReplicaHost>(
                 last_reported = durable;
                 continue;
             }
+            Message::Heartbeat {
+                origin,
+                seq,
+                unix_ms,
+            } => {
+                heard_heartbeat(repl, host, name, origin, seq, unix_ms);
+                continue;
+            }
             other => {
                 return Err(LinkError::Protocol(format!(
                     "expected a segment, got {other:?}"
@@ -637,8 +725,13 @@ async fn receive_segments<H: ReplicaHost>(
                     queued += bytes.len();
                     id = next;
                 }
+                Ok(Ok(Some(Message::Heartbeat {
+                    origin,
+                    seq,
+                    unix_ms,
+                }))) => heard_heartbeat(repl, host, name, origin, seq, unix_ms),
                 Ok(Ok(Some(other))) => {
-                    // Only segments may follow segments until the link ends.
+                    // Only segments and heartbeats follow segments.
                     return Err(LinkError::Protocol(format!(
                         "expected a segment, got {other:?}"
                     )));
@@ -669,6 +762,22 @@ async fn receive_segments<H: ReplicaHost>(
         last_id = id;
         last_reported = durable;
     }
+}
+
+/// Records a heartbeat from the link. A copy of a heartbeat already heard
+/// another way, or one about ourselves, changes nothing.
+fn heard_heartbeat<H: ReplicaHost>(
+    repl: &Replication,
+    host: &H,
+    name: &str,
+    origin: RegionId,
+    seq: u64,
+    unix_ms: u64,
+) {
+    if origin != repl.region.0 && repl.heard(origin, seq, unix_ms) {
+        host.heartbeat(origin, seq, unix_ms);
+    }
+    repl.with_peer(name, |s| s.heartbeats_recv += 1);
 }
 
 /// Bytes of queued segments a receiver takes into one batch (one fsync).

@@ -11,8 +11,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::crdt::codec::{put_bytes, put_varint, put_vv, DecodeError, Reader};
 use crate::crdt::{RegionId, VersionVector};
 
-/// Version of the replication protocol; both sides must speak the same.
-pub const PROTOCOL_VERSION: u64 = 1;
+/// Newest version of the replication protocol this build speaks. Version 2
+/// adds [`Message::Heartbeat`]; a link uses the lower of the two sides'
+/// versions (see `storage-format.md`, "Replication protocol").
+pub const PROTOCOL_VERSION: u64 = 2;
+
+/// Oldest version this build still speaks (a peer not yet upgraded).
+pub const MIN_PROTOCOL_VERSION: u64 = 1;
+
+/// First version with heartbeats.
+pub const HEARTBEAT_VERSION: u64 = 2;
 
 const HELLO: u8 = 1;
 const WELCOME: u8 = 2;
@@ -22,6 +30,7 @@ const REFUSE: u8 = 5;
 const SNAPSHOT_BEGIN: u8 = 6;
 const SNAPSHOT_CHUNK: u8 = 7;
 const SNAPSHOT_END: u8 = 8;
+const HEARTBEAT: u8 = 9;
 
 /// Longest region name or address text in a handshake.
 const MAX_TEXT: usize = 255;
@@ -68,6 +77,18 @@ pub enum Message {
     },
     /// The snapshot is complete; segments resume after it.
     SnapshotEnd,
+    /// Region `origin` had applied its own operations up to `seq` at
+    /// wall-clock time `unix_ms` (protocol version 2; see
+    /// [`crate::metrics::consistency`]).
+    Heartbeat {
+        /// The region the heartbeat is about (the sender, or a region whose
+        /// heartbeat the sender passes on).
+        origin: RegionId,
+        /// Its own sequence, as applied there.
+        seq: u64,
+        /// Its wall clock then, Unix milliseconds.
+        unix_ms: u64,
+    },
 }
 
 /// What a region says about itself when a link opens.
@@ -156,6 +177,16 @@ impl Message {
                 out.extend_from_slice(bytes);
             }
             Message::SnapshotEnd => out.push(SNAPSHOT_END),
+            Message::Heartbeat {
+                origin,
+                seq,
+                unix_ms,
+            } => {
+                out.push(HEARTBEAT);
+                put_varint(&mut out, u64::from(origin.0));
+                put_varint(&mut out, *seq);
+                put_varint(&mut out, *unix_ms);
+            }
         }
         let len = (out.len() - 4) as u32;
         out[..4].copy_from_slice(&len.to_le_bytes());
@@ -193,6 +224,11 @@ impl Message {
             },
             SNAPSHOT_CHUNK => return Ok(Message::SnapshotChunk { bytes: body }),
             SNAPSHOT_END => Message::SnapshotEnd,
+            HEARTBEAT => Message::Heartbeat {
+                origin: RegionId(r.bounded("heartbeat origin", u64::from(u16::MAX))? as u16),
+                seq: r.varint("heartbeat sequence")?,
+                unix_ms: r.varint("heartbeat time")?,
+            },
             other => return Err(MessageError::UnknownType(other)),
         };
         match r.remaining() {
@@ -299,7 +335,32 @@ mod tests {
                 bytes: Bytes::from_static(b"chunk of a snapshot file"),
             },
             Message::SnapshotEnd,
+            Message::Heartbeat {
+                origin: RegionId(3),
+                seq: 300,
+                unix_ms: 1_700_000_000_123,
+            },
         ]
+    }
+
+    #[test]
+    fn heartbeat_bytes_are_as_documented() {
+        // storage-format.md, "Replication protocol": type 9, varint16
+        // origin, varint seq, varint Unix ms.
+        let m = Message::Heartbeat {
+            origin: RegionId(3),
+            seq: 300,
+            unix_ms: 1_700_000_000_123,
+        };
+        let frame = m.encode();
+        assert_eq!(
+            frame,
+            [0x0a, 0, 0, 0, 0x09, 0x03, 0xac, 0x02, 0xfb, 0xd0, 0x95, 0xff, 0xbc, 0x31]
+        );
+        assert_eq!(
+            Message::decode(Bytes::from(frame[4..].to_vec())).unwrap(),
+            m
+        );
     }
 
     #[tokio::test]

@@ -80,6 +80,12 @@ pub trait ReplicaHost: Send + Sync + 'static {
     /// Whether operations of this very region may be taken from peers: only
     /// while it recovers ones it lost and takes no writes.
     fn accepts_own_ops(&self) -> bool;
+    /// This region's own sequence as applied (what its clients can read):
+    /// what its heartbeats carry.
+    fn applied_own(&self) -> Seq;
+    /// A heartbeat arrived: `origin` had applied its own operations up to
+    /// `seq` at `unix_ms` (for the consistency lag).
+    fn heartbeat(&self, origin: RegionId, seq: Seq, unix_ms: u64);
 }
 
 /// A link's state as `INFO replication` shows it.
@@ -127,6 +133,14 @@ pub struct PeerStats {
     pub last_error: String,
     /// The peer's boot id when our link to it came up.
     pub boot: u64,
+    /// Protocol version of our outbound link to it (0: not up yet).
+    pub version: u64,
+    /// Heartbeats sent to it and received from it (any origin).
+    pub heartbeats_sent: u64,
+    /// See `heartbeats_sent`.
+    pub heartbeats_recv: u64,
+    /// Sizes and batch windows of the segments sent to it.
+    pub segments: Arc<crate::metrics::LinkHistograms>,
 }
 
 /// Replication of one region: its endpoint, links and their statistics.
@@ -141,6 +155,10 @@ pub struct Replication {
     pub peers: Mutex<BTreeMap<String, PeerStats>>,
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
+    /// The newest heartbeat heard of each other region (sequence, Unix
+    /// ms), passed on to peers so that regions without a direct link
+    /// measure each other too.
+    heard: Mutex<BTreeMap<RegionId, (Seq, u64)>>,
     /// Names of peers a dialer runs for.
     dialing: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
     accept_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -191,6 +209,7 @@ impl Replication {
             peers: Mutex::new(BTreeMap::new()),
             endpoint,
             client_config,
+            heard: Mutex::new(BTreeMap::new()),
             dialing: Mutex::new(BTreeMap::new()),
             accept_task: Mutex::new(None),
         });
@@ -345,8 +364,35 @@ impl Replication {
             .collect()
     }
 
-    /// The `INFO replication` section body.
-    pub fn info(&self, local: &VersionVector) -> String {
+    /// Keeps the newest heartbeat heard of `origin`; whether it is newer
+    /// than any heard before (an older one came another way).
+    pub(crate) fn heard(&self, origin: RegionId, seq: Seq, unix_ms: u64) -> bool {
+        let mut heard = self.heard.lock();
+        if heard.len() >= crate::metrics::consistency::MAX_ORIGINS && !heard.contains_key(&origin) {
+            return false;
+        }
+        let e = heard.entry(origin).or_insert((0, 0));
+        if unix_ms <= e.1 {
+            return false;
+        }
+        *e = (seq, unix_ms);
+        true
+    }
+
+    /// The newest heartbeat heard of every region but `except` (the peer
+    /// a link goes to) and this one.
+    pub(crate) fn heard_except(&self, except: RegionId) -> Vec<(RegionId, Seq, u64)> {
+        self.heard
+            .lock()
+            .iter()
+            .filter(|(r, _)| **r != except && **r != self.region.0)
+            .map(|(r, (s, t))| (*r, *s, *t))
+            .collect()
+    }
+
+    /// The `INFO replication` section body; `extra(id)` adds fields to the
+    /// line of the peer with that region id.
+    pub fn info(&self, local: &VersionVector, extra: impl Fn(u16) -> String) -> String {
         let peers = self.peers.lock();
         let mut out = format!(
             "replication_listen:{}\r\nconnected_peers:{}\r\n",
@@ -360,12 +406,16 @@ impl Replication {
                 .map(|(r, s)| s.saturating_sub(p.acked.get(r)))
                 .sum();
             out.push_str(&format!(
-                "peer{i}:name={name},id={},addr={},link={},inbound={},rtt_ms={:.3},lag_ops={lag_ops},lag_ms={lag_ms},sent_raw_bytes={},sent_wire_bytes={},segments_sent={},segments_compressed={},ops_sent={},recv_wire_bytes={},recv_raw_bytes={},segments_recv={},ops_recv={},batch_window_ms={:.3},acked_vv={},last_error={}\r\n",
+                "peer{i}:name={name},id={},addr={},link={},inbound={},rtt_ms={:.3},lag_ops={lag_ops},lag_ms={lag_ms},{}protocol={},heartbeats_sent={},heartbeats_recv={},sent_raw_bytes={},sent_wire_bytes={},segments_sent={},segments_compressed={},ops_sent={},recv_wire_bytes={},recv_raw_bytes={},segments_recv={},ops_recv={},batch_window_ms={:.3},acked_vv={},last_error={}\r\n",
                 p.id,
                 p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                 if p.outbound.is_empty() { "none" } else { p.outbound },
                 if p.inbound_up { "up" } else { "down" },
                 p.rtt.map_or(0.0, |r| r.as_secs_f64() * 1000.0),
+                extra(p.id),
+                p.version,
+                p.heartbeats_sent,
+                p.heartbeats_recv,
                 p.sent_raw,
                 p.sent_wire,
                 p.segments_sent,

@@ -5,6 +5,7 @@
 //! the duration of a batch of commands (never across an await), one
 //! committer thread writing the op log, one blocking task writing snapshots.
 
+mod observe;
 mod replicate;
 pub mod session;
 
@@ -23,6 +24,7 @@ use crate::command::{server::config_matches, ClientInfo, ServerHooks};
 use crate::config::{Config, FsyncPolicy};
 use crate::crdt::{CausalBuffer, RegionId, Stability, State};
 use crate::keyspace::Keyspace;
+use crate::metrics::{Metrics, SnapshotKind};
 use crate::oplog::commit::{Committer, Durable};
 use crate::oplog::{OpLog, OpLogError};
 use crate::replication::Replication;
@@ -145,6 +147,11 @@ pub struct Shared {
     /// marker is removed when that ends).
     restored: AtomicBool,
     restore_warned: AtomicBool,
+    /// Latencies, heartbeats and other figures for `INFO` and the metrics
+    /// endpoint.
+    metrics: Arc<Metrics>,
+    /// The metrics endpoint's task, stopped at shutdown.
+    metrics_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A running region: its address and a handle to stop it.
@@ -290,12 +297,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     };
     let replicating = config.replication.listen.is_some();
     let log_version = Arc::new(tokio::sync::watch::channel(0u64).0);
+    let metrics = Arc::new(Metrics::new());
     let committer = Committer::start(
         log.clone(),
         config.fsync,
         0,
         replicate::sync_interval(config.fsync, replicating),
         log_version.clone(),
+        metrics.clone(),
     );
     let stability = Stability::new(
         region,
@@ -313,6 +322,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let local_addr = listener
         .local_addr()
         .map_err(io("cannot read the listening address".into()))?;
+    let metrics_listener = match config.metrics.listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(io(format!("cannot listen for metrics on {a}")))?,
+        ),
+        None => None,
+    };
     tracing::info!(%local_addr, region = %config.region, fsync = %config.fsync, "ready to accept connections");
     let shared = Arc::new(Shared {
         keyspace: Mutex::new(ks),
@@ -344,11 +361,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         last_snapshot: Mutex::new(LastSnapshot::default()),
         restored: AtomicBool::new(restored),
         restore_warned: AtomicBool::new(false),
+        metrics,
+        metrics_task: Mutex::new(None),
     });
     let _ = shared.me.set(Arc::downgrade(&shared));
     if let Err(e) = replicate::start(&shared) {
         shared.committer.close();
         return Err(e.into());
+    }
+    if let Some(l) = metrics_listener {
+        observe::start_endpoint(&shared, l);
     }
     let task = tokio::spawn(serve(shared.clone(), listener));
     Ok(Running {
@@ -396,6 +418,9 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     while conns.join_next().await.is_some() {}
     background.abort();
     let _ = background.await;
+    if let Some(t) = shared.metrics_task.lock().take() {
+        t.abort();
+    }
     if let Some(repl) = shared.replication.get() {
         repl.shutdown().await;
     }
@@ -690,6 +715,7 @@ async fn snapshot_numbered(shared: &Arc<Shared>, id: u64) -> std::io::Result<()>
         .last_snapshot_ms
         .store(t0.elapsed().as_millis() as u64, Relaxed);
     shared.ops_at_last_snapshot.store(info.ops, Relaxed);
+    shared.metrics.snapshot(SnapshotKind::Local, t0.elapsed());
     {
         let file = std::fs::canonicalize(&info.path).unwrap_or_else(|_| info.path.clone());
         let mut last = shared.last_snapshot.lock();
@@ -773,6 +799,10 @@ impl ServerHooks for Shared {
                 last.error,
                 self.stats.last_snapshot_unix.load(Relaxed),
             ));
+            // Inserted before the blank line that ends the section.
+            out.truncate(out.len() - 2);
+            out.push_str(&self.info_persistence_extra());
+            out.push_str("\r\n");
         }
         if want("stats") {
             out.push_str(&format!(
@@ -797,10 +827,16 @@ impl ServerHooks for Shared {
                 self.stats.remote_ops.load(Relaxed),
                 self.causal_waiting.load(Relaxed),
             ));
-            if let Some(r) = self.replication.get() {
-                out.push_str(&r.info(ks.state().version_vector()));
-            }
+            out.push_str(&self.info_replication_extra(ks));
             out.push_str("\r\n");
+        }
+        let extra =
+            |s: &str| matches!(section, Some("all") | Some("everything")) || section == Some(s);
+        if extra("commandstats") {
+            out.push_str(&self.info_commandstats());
+        }
+        if extra("latencystats") {
+            out.push_str(&self.info_latencystats());
         }
         if want("keyspace") {
             out.push_str("# Keyspace\r\n");
@@ -935,5 +971,9 @@ impl ServerHooks for Shared {
             return Err("a snapshot is already in progress".into());
         }
         Ok(spawn_snapshot(&me))
+    }
+
+    fn command_done(&self, name: &'static str, took: Duration) {
+        self.metrics.command(name, took);
     }
 }

@@ -8,7 +8,9 @@ use tokio::sync::watch;
 
 use super::{unix_ms, Shared};
 use crate::config::FsyncPolicy;
+use crate::crdt::state::Applied;
 use crate::crdt::{Operation, RegionId, Seq, VersionVector};
+use crate::metrics::{FsyncKind, SnapshotKind};
 use crate::replication::ReplicaHost;
 
 /// Most operations held back waiting for their dependencies.
@@ -125,20 +127,49 @@ impl ReplicaHost for Shared {
         // Persisted and synced before anyone can read them, whatever the
         // fsync policy: an acknowledged segment must survive a crash.
         let log = self.log.clone();
+        let t0 = std::time::Instant::now();
         let ready = tokio::task::spawn_blocking(move || log.append(&ready, true).map(|()| ready))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
         let now = unix_ms();
         {
             let mut ks = self.keyspace.lock();
             let mut stability = self.stability.lock();
             for op in &ready {
                 match ks.apply_remote(op, now) {
-                    Ok(_) => stability.observe(op),
+                    Ok(applied) => {
+                        if let Applied::Done(conflicts) = &applied {
+                            for c in conflicts {
+                                let (key_type, rule) = super::observe::conflict_labels(c, op);
+                                crate::metrics::conflict_resolved(key_type, rule);
+                            }
+                        }
+                        stability.observe(op)
+                    }
                     Err(e) => return Err(format!("operation {} cannot be applied: {e}", op.dot())),
                 }
             }
+            let vv = ks.state().version_vector();
+            self.metrics
+                .consistency
+                .applied(now, |origin| vv.get(RegionId(origin)));
+        }
+        // Runs of one origin (segments are grouped by origin).
+        let mut run: Option<(RegionId, u64)> = None;
+        for op in &ready {
+            match &mut run {
+                Some((o, n)) if *o == op.origin => *n += 1,
+                _ => {
+                    if let Some((o, n)) = run.replace((op.origin, 1)) {
+                        self.metrics.remote_applied(o.0, n);
+                    }
+                }
+            }
+        }
+        if let Some((o, n)) = run {
+            self.metrics.remote_applied(o.0, n);
         }
         self.stats.remote_ops.fetch_add(ready.len() as u64, Relaxed);
         self.log_version.send_modify(|v| *v += 1);
@@ -178,8 +209,10 @@ impl ReplicaHost for Shared {
         self.committer
             .sync_now(&self.log)
             .map_err(|e| e.to_string())?;
+        let t0 = std::time::Instant::now();
         let info = tokio::task::block_in_place(|| self.snapshots.write(&frozen))
             .map_err(|e| format!("cannot write a snapshot for a peer: {e}"))?;
+        self.metrics.snapshot(SnapshotKind::Peer, t0.elapsed());
         Ok((info.path, frozen.version_vector().clone()))
     }
 
@@ -204,9 +237,14 @@ impl ReplicaHost for Shared {
                     ks.state().version_vector()
                 ));
             }
-            ks.install(state, unix_ms());
+            let now = unix_ms();
+            ks.install(state, now);
             let mine = covers.get(self.region);
             self.own_start.store(mine - ks.lsn().min(mine), Relaxed);
+            let vv = ks.state().version_vector();
+            self.metrics
+                .consistency
+                .applied(now, |origin| vv.get(RegionId(origin)));
         }
         self.ops_at_last_snapshot.store(info.ops, Relaxed);
         tracing::info!(snapshot = %info.path.display(), covers = %covers, "installed a snapshot from a peer");
@@ -224,6 +262,24 @@ impl ReplicaHost for Shared {
 
     fn accepts_own_ops(&self) -> bool {
         self.syncing.load(Relaxed)
+    }
+
+    fn applied_own(&self) -> Seq {
+        self.keyspace
+            .lock()
+            .state()
+            .version_vector()
+            .get(self.region)
+    }
+
+    fn heartbeat(&self, origin: RegionId, seq: Seq, sent_unix_ms: u64) {
+        // Under the keyspace lock, like `receive`'s check after applying,
+        // so that no advance of the vector is missed in between.
+        let ks = self.keyspace.lock();
+        let held = ks.state().version_vector().get(origin);
+        self.metrics
+            .consistency
+            .heartbeat(origin.0, seq, sent_unix_ms, held, unix_ms());
     }
 }
 

@@ -122,13 +122,20 @@ impl Session {
         now_ms: u64,
         args: &[Bytes],
     ) -> Frame {
+        // `current` names the command once it is found (latency per command).
+        self.client.current = "";
+        let t0 = std::time::Instant::now();
         let mut ctx = Ctx {
             ks,
             now_ms,
             client: &mut self.client,
             server,
         };
-        command::execute(&mut ctx, args)
+        let reply = command::execute(&mut ctx, args);
+        if !self.client.current.is_empty() {
+            server.command_done(self.client.current, t0.elapsed());
+        }
+        reply
     }
 
     fn queue(
