@@ -145,8 +145,23 @@ pub struct Config {
     pub maxclients: usize,
     /// Largest bulk string a client may send (Redis' proto-max-bulk-len).
     pub proto_max_bulk_len: ByteSize,
-    /// Largest unparsed input buffered per client (Redis' client-query-buffer-limit).
+    /// Most argument slots in one multibulk request (`*<n>`); a larger
+    /// count is `ERR Protocol error: invalid multibulk length` and closes
+    /// the connection. Redis accepts up to 2^31-1; a lower default bounds
+    /// what one request costs beyond its bytes (a slot per argument).
+    pub proto_max_multibulk_len: u64,
+    /// Most bytes of one client's request being read, plus the commands it
+    /// queued in a MULTI (Redis' client-query-buffer-limit; 1mb before the
+    /// client authenticates); beyond it the client is disconnected.
     pub client_query_buffer_limit: ByteSize,
+    /// Replies a client has not read yet, beyond which the server stops
+    /// executing its pipelined commands (and reading its socket) until it
+    /// reads them: backpressure, not disconnection. One reply larger than
+    /// this is still sent whole.
+    pub client_output_buffer_limit: ByteSize,
+    /// Most of one client's pipelined commands parsed but not yet answered;
+    /// the rest stay unread in the socket until these are answered.
+    pub client_pipeline_depth: usize,
     /// Log line format.
     pub log_format: LogFormat,
     /// Active-active replication with other regions (off unless `listen` is set).
@@ -276,7 +291,10 @@ impl Default for Config {
             snapshots_keep: 2,
             maxclients: 10_000,
             proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
+            proto_max_multibulk_len: 1024 * 1024,
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
+            client_output_buffer_limit: ByteSize(16 * 1024 * 1024),
+            client_pipeline_depth: 1024,
             log_format: LogFormat::Text,
             replication: ReplicationConfig::default(),
             metrics: MetricsConfig::default(),
@@ -366,7 +384,41 @@ impl Config {
                 message: "must be at least 1mb".into(),
             });
         }
+        self.validate_client_limits()?;
         self.validate_replication()
+    }
+
+    fn validate_client_limits(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if !(1024..=i32::MAX as u64).contains(&self.proto_max_multibulk_len) {
+            return invalid(
+                "proto_max_multibulk_len",
+                "must be between 1024 and 2147483647",
+            );
+        }
+        if self.client_query_buffer_limit.0 < 1024 * 1024 {
+            return invalid("client_query_buffer_limit", "must be at least 1mb");
+        }
+        // A request holding one argument of the largest allowed size must
+        // fit in the query buffer.
+        if self.client_query_buffer_limit.0 <= self.proto_max_bulk_len.0 {
+            return invalid(
+                "client_query_buffer_limit",
+                "must be larger than proto_max_bulk_len",
+            );
+        }
+        if self.client_output_buffer_limit.0 < 64 * 1024 {
+            return invalid("client_output_buffer_limit", "must be at least 64kb");
+        }
+        if !(1..=1_000_000).contains(&self.client_pipeline_depth) {
+            return invalid("client_pipeline_depth", "must be between 1 and 1000000");
+        }
+        Ok(())
     }
 
     fn validate_replication(&self) -> Result<(), ConfigError> {
@@ -499,6 +551,59 @@ mod tests {
         let err = Config::from_toml("[metrics]\nlisen = \"127.0.0.1:9121\"\n").unwrap_err();
         assert!(err.contains("lisen"), "{err}");
         assert_eq!(Config::default().replication.heartbeat_ms, 1000);
+    }
+
+    #[test]
+    fn client_limits_are_checked() {
+        let ok = Config::from_toml(
+            "proto_max_multibulk_len = 4096\nclient_output_buffer_limit = \"1mb\"\n\
+             client_pipeline_depth = 16\nclient_query_buffer_limit = \"600mb\"\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.proto_max_multibulk_len, 4096);
+        assert_eq!(ok.client_output_buffer_limit, ByteSize(1 << 20));
+        assert_eq!(ok.client_pipeline_depth, 16);
+        let bad = |c: Config, key: &str| {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("'{key}'")), "{err}");
+        };
+        let d = Config::default;
+        bad(
+            Config {
+                proto_max_multibulk_len: 10,
+                ..d()
+            },
+            "proto_max_multibulk_len",
+        );
+        bad(
+            Config {
+                client_query_buffer_limit: ByteSize(1000),
+                ..d()
+            },
+            "client_query_buffer_limit",
+        );
+        bad(
+            Config {
+                client_query_buffer_limit: ByteSize(512 * 1024 * 1024),
+                ..d()
+            },
+            "client_query_buffer_limit",
+        );
+        bad(
+            Config {
+                client_output_buffer_limit: ByteSize(1000),
+                ..d()
+            },
+            "client_output_buffer_limit",
+        );
+        bad(
+            Config {
+                client_pipeline_depth: 0,
+                ..d()
+            },
+            "client_pipeline_depth",
+        );
     }
 
     #[test]

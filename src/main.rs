@@ -67,9 +67,21 @@ struct Cli {
     /// Largest bulk string a client may send [default: 512mb].
     #[arg(long, value_name = "BYTES")]
     proto_max_bulk_len: Option<ByteSize>,
-    /// Largest unparsed input per client [default: 1gb].
+    /// Most arguments in one request [default: 1048576].
+    #[arg(long, value_name = "N")]
+    proto_max_multibulk_len: Option<u64>,
+    /// Most bytes of a client's request being read plus its MULTI queue;
+    /// the client is disconnected beyond it [default: 1gb].
     #[arg(long, value_name = "BYTES")]
     client_query_buffer_limit: Option<ByteSize>,
+    /// Unread replies beyond which a client's commands wait until it reads
+    /// (backpressure) [default: 16mb].
+    #[arg(long, value_name = "BYTES")]
+    client_output_buffer_limit: Option<ByteSize>,
+    /// Most pipelined commands of a client parsed but not yet answered
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    client_pipeline_depth: Option<usize>,
     /// Log format: text or json [default: text]. Filter with RUST_LOG.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -173,7 +185,10 @@ impl Cli {
             snapshots_keep,
             maxclients,
             proto_max_bulk_len,
+            proto_max_multibulk_len,
             client_query_buffer_limit,
+            client_output_buffer_limit,
+            client_pipeline_depth,
             log_format
         );
         if let Some(p) = &self.requirepass {

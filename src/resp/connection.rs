@@ -22,13 +22,18 @@
 
 use super::frame::{Frame, Protocol};
 use super::parse::{Decoded, Decoder, Limits, ProtocolError, PROTO_MBULK_BIG_ARG};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Redis' default `client-query-buffer-limit`: 1 GiB.
 pub const DEFAULT_QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// The query buffer limit before a client has authenticated (Redis 7's
+/// fixed 1 MiB), so that an anonymous peer cannot make the server buffer
+/// much.
+pub const UNAUTHENTICATED_QUERY_BUFFER_LIMIT: usize = 1024 * 1024;
 
 /// Bytes the read buffer is grown by before each read (Redis'
 /// `PROTO_IOBUF_LEN`): enough for a typical pipeline chunk, small enough that
@@ -45,9 +50,14 @@ pub enum ConnectionError {
     /// [`Connection::send_protocol_error`], then close.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    /// The unparsed input exceeded `client-query-buffer-limit`. Redis closes
-    /// such a client without any reply (it only logs), so the server should
-    /// just close.
+    /// The request being read (plus commands queued in a MULTI) exceeded
+    /// `client-query-buffer-limit`. Redis closes such a client without any
+    /// reply (it only logs), so the server should just close.
+    ///
+    /// Differs from Redis: Redis does not count the arguments of the
+    /// request in progress that it has already parsed, so one request of
+    /// many large arguments can grow without bound; Braid counts the whole
+    /// request (its parsed arguments stay in the read buffer anyway).
     #[error("closing client that reached max query buffer length ({len} bytes, limit {limit})")]
     QueryBufferLimit {
         /// Unparsed bytes held when the limit was crossed.
@@ -70,6 +80,9 @@ pub struct Connection<S = TcpStream> {
     decoder: Decoder,
     limits: Limits,
     query_buffer_limit: usize,
+    /// Request bytes the client holds outside the read buffer (commands
+    /// queued in a MULTI); they count against the query buffer limit too.
+    held_elsewhere: usize,
     protocol: Protocol,
     /// Set after a protocol error: the stream is out of sync, so every
     /// further read reports the same error instead of guessing.
@@ -94,6 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             decoder: Decoder::new(),
             limits,
             query_buffer_limit: DEFAULT_QUERY_BUFFER_LIMIT,
+            held_elsewhere: 0,
             protocol: Protocol::Resp2,
             failed: None,
             bytes_in: 0,
@@ -105,6 +119,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// run time with `CONFIG SET`).
     pub fn set_query_buffer_limit(&mut self, limit: usize) {
         self.query_buffer_limit = limit;
+    }
+
+    /// Tells the connection how many request bytes the client holds
+    /// elsewhere (commands queued in a MULTI), which count against the
+    /// query buffer limit, as in Redis 7.
+    pub fn set_held_elsewhere(&mut self, bytes: usize) {
+        self.held_elsewhere = bytes;
+    }
+
+    /// The query buffer limit in force: `client-query-buffer-limit`, or
+    /// 1 MiB while the client has yet to authenticate (as Redis 7).
+    pub fn effective_query_buffer_limit(&self) -> usize {
+        if self.limits.auth_required {
+            self.query_buffer_limit
+                .min(UNAUTHENTICATED_QUERY_BUFFER_LIMIT)
+        } else {
+            self.query_buffer_limit
+        }
+    }
+
+    /// Whether the client holds more request bytes (the request being read
+    /// plus [`set_held_elsewhere`](Connection::set_held_elsewhere)) than the
+    /// query buffer limit allows; logs and returns the error to close with.
+    pub fn check_query_buffer(&self) -> Result<(), ConnectionError> {
+        let len = self.rbuf.len().saturating_add(self.held_elsewhere);
+        let limit = self.effective_query_buffer_limit();
+        if len > limit {
+            // The server logs the disconnection with the client's address.
+            tracing::debug!(
+                len,
+                limit,
+                "closing client that reached max query buffer length"
+            );
+            return Err(ConnectionError::QueryBufferLimit { len, limit });
+        }
+        Ok(())
     }
 
     /// The request limits in force.
@@ -174,8 +224,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(args) = self.try_next_buffered()? {
                 return Ok(Some(args));
             }
-            self.rbuf.reserve(READ_CHUNK);
-            let n = self.stream.read_buf(&mut self.rbuf).await?;
+            // The buffer now holds only the start of one request: all of it
+            // counts, parsed arguments included (they stay in the buffer).
+            self.check_query_buffer()?;
+            // Never read past the limit, so one read cannot overshoot it.
+            let room = self
+                .effective_query_buffer_limit()
+                .saturating_sub(self.rbuf.len().saturating_add(self.held_elsewhere))
+                .saturating_add(1);
+            self.rbuf.reserve(READ_CHUNK.min(room));
+            let n = self
+                .stream
+                .read_buf(&mut (&mut self.rbuf).limit(room))
+                .await?;
             if n == 0 {
                 if self.rbuf.is_empty() {
                     return Ok(None);
@@ -187,19 +248,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Err(ConnectionError::ResetByPeer);
             }
             self.bytes_in += n as u64;
-            // Like Redis, count only what is not yet parsed into arguments.
-            let unparsed = self.rbuf.len().saturating_sub(self.decoder.parsed_len());
-            if unparsed > self.query_buffer_limit {
-                tracing::warn!(
-                    unparsed,
-                    limit = self.query_buffer_limit,
-                    "closing client that reached max query buffer length"
-                );
-                return Err(ConnectionError::QueryBufferLimit {
-                    len: unparsed,
-                    limit: self.query_buffer_limit,
-                });
-            }
         }
     }
 
@@ -434,26 +482,69 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn resp_conn_query_buffer_limit_counts_unparsed_only() {
-        // As in Redis, arguments already parsed do not count: two 80-byte
-        // arguments pass a 100-byte limit.
+    async fn resp_conn_query_buffer_limit_counts_whole_request() {
+        // Differs from Redis, which would not count the first, parsed
+        // argument: two 80-byte arguments exceed a 100-byte limit.
         let (mut conn, mut client) = pair();
         conn.set_query_buffer_limit(100);
         let big = [b'y'; 80];
         let writer = tokio::spawn(async move {
             client.write_all(b"*2\r\n$80\r\n").await.expect("write");
             client.write_all(&big).await.expect("write");
-            client.write_all(b"\r\n").await.expect("write");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            client.write_all(b"$80\r\n").await.expect("write");
+            client.write_all(b"\r\n$80\r\n").await.expect("write");
             client.write_all(&big).await.expect("write");
             client.write_all(b"\r\n").await.expect("write");
             client
         });
-        let args = conn.read_request().await.expect("read").expect("request");
-        assert_eq!(args.len(), 2);
-        assert!(args.iter().all(|a| a.as_ref() == big));
+        assert!(matches!(
+            conn.read_request().await,
+            Err(ConnectionError::QueryBufferLimit { limit: 100, .. })
+        ));
         drop(writer.await.expect("join"));
+    }
+
+    #[tokio::test]
+    async fn resp_conn_query_buffer_limit_not_hit_by_following_requests() {
+        // A read that completes a request just under the limit and brings
+        // the next requests along is not over the limit.
+        let (mut conn, mut client) = pair();
+        conn.set_query_buffer_limit(100);
+        let mut req = b"*1\r\n$80\r\n".to_vec();
+        req.extend_from_slice(&[b'a'; 80]);
+        req.extend_from_slice(b"\r\n");
+        for _ in 0..10 {
+            req.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        }
+        client.write_all(&req).await.expect("write");
+        let first = conn.read_request().await.expect("read").expect("request");
+        assert_eq!(first[0].len(), 80);
+        for _ in 0..10 {
+            let next = conn.read_request().await.expect("read").expect("request");
+            assert_eq!(strs(&next), [&b"PING"[..]]);
+        }
+    }
+
+    #[tokio::test]
+    async fn resp_conn_query_buffer_counts_held_elsewhere_and_auth() {
+        let (mut conn, mut client) = pair();
+        conn.set_query_buffer_limit(100);
+        conn.set_held_elsewhere(101);
+        client.write_all(b"PING\r\n").await.expect("write");
+        assert!(matches!(
+            conn.read_request().await,
+            Err(ConnectionError::QueryBufferLimit { len: 101, .. })
+        ));
+        let (mut conn, _client) = pair();
+        conn.set_auth_required(true);
+        assert_eq!(
+            conn.effective_query_buffer_limit(),
+            UNAUTHENTICATED_QUERY_BUFFER_LIMIT
+        );
+        conn.set_auth_required(false);
+        assert_eq!(
+            conn.effective_query_buffer_limit(),
+            DEFAULT_QUERY_BUFFER_LIMIT
+        );
     }
 
     #[tokio::test]

@@ -240,6 +240,36 @@ impl Frame {
         }
     }
 
+    /// About how many bytes this frame encodes to (a little more, never
+    /// much less), without encoding it.
+    ///
+    /// Why: the server stops executing a pipelining client's commands once
+    /// the replies it holds for it reach `client_output_buffer_limit`, and
+    /// decides that while holding the keyspace lock, where encoding would be
+    /// wasted work.
+    pub fn size_hint(&self) -> usize {
+        // Type byte, length digits and CRLFs of one element, rounded up.
+        const HEADER: usize = 16;
+        let items = |v: &[Frame]| {
+            v.iter()
+                .fold(HEADER, |n, f| n.saturating_add(f.size_hint()))
+        };
+        match self {
+            Frame::Simple(s) | Frame::Error(s) | Frame::BigNumber(s) => {
+                s.len().saturating_add(HEADER)
+            }
+            Frame::Bulk(b) => b.len().saturating_add(HEADER),
+            Frame::Verbatim { text, .. } => text.len().saturating_add(HEADER + 4),
+            Frame::Integer(_) | Frame::Double(_) => 2 * HEADER,
+            Frame::Null | Frame::NullArray | Frame::Boolean(_) => HEADER,
+            Frame::Array(v) | Frame::Set(v) | Frame::Push(v) => items(v),
+            Frame::Map(pairs) => pairs.iter().fold(HEADER, |n, (k, v)| {
+                n.saturating_add(k.size_hint())
+                    .saturating_add(v.size_hint())
+            }),
+        }
+    }
+
     /// The encoding of this frame as one buffer; convenient in tests and for
     /// one-off replies written outside a [`Connection`](super::Connection).
     pub fn to_bytes(&self, proto: Protocol) -> Bytes {
@@ -424,6 +454,32 @@ mod tests {
             "RESP3 of {f:?}: {:?}",
             String::from_utf8_lossy(&enc(&f, Protocol::Resp3))
         );
+    }
+
+    #[test]
+    fn resp_frame_size_hint_covers_encoding() {
+        let frames = [
+            Frame::ok(),
+            Frame::error("ERR x"),
+            Frame::Integer(i64::MIN),
+            Frame::bulk(vec![b'x'; 100_000]),
+            Frame::Null,
+            Frame::NullArray,
+            Frame::Double(-1.234_567_890_123_456_7e-300),
+            Frame::big_number("123456789012345678901234567890"),
+            Frame::verbatim_txt("some text"),
+            Frame::map([(Frame::bulk("a"), Frame::array([Frame::Integer(1)]))]),
+            Frame::set([Frame::boolean(true), Frame::bulk("")]),
+            Frame::push([Frame::bulk("m"), Frame::Array(Vec::new())]),
+        ];
+        for f in &frames {
+            for proto in [Protocol::Resp2, Protocol::Resp3] {
+                let len = f.to_bytes(proto).len();
+                let hint = f.size_hint();
+                assert!(hint >= len, "{f:?} {proto:?}: hint {hint} < {len}");
+                assert!(hint <= len.saturating_mul(2) + 64, "{f:?}: hint {hint}");
+            }
+        }
     }
 
     #[test]

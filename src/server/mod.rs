@@ -9,8 +9,9 @@ mod observe;
 mod replicate;
 pub mod session;
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
@@ -436,15 +437,21 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
 
 async fn client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let id = shared.next_client_id.fetch_add(1, Relaxed);
-    let (limits, query_limit, requirepass) = {
+    let (limits, query_limit, batch, requirepass) = {
         let c = shared.config.read();
         let limits = Limits {
-            max_bulk_len: c.proto_max_bulk_len.0 as usize,
+            max_bulk_len: usize::try_from(c.proto_max_bulk_len.0).unwrap_or(usize::MAX),
+            max_multibulk_len: usize::try_from(c.proto_max_multibulk_len).unwrap_or(usize::MAX),
             ..Limits::default()
+        };
+        let batch = BatchLimits {
+            output: usize::try_from(c.client_output_buffer_limit.0).unwrap_or(usize::MAX),
+            depth: c.client_pipeline_depth.max(1),
         };
         (
             limits,
-            c.client_query_buffer_limit.0 as usize,
+            usize::try_from(c.client_query_buffer_limit.0).unwrap_or(usize::MAX),
+            batch,
             c.requirepass.is_some(),
         )
     };
@@ -466,42 +473,76 @@ async fn client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             since: Instant::now(),
         },
     );
-    let result = client_loop(&shared, &mut conn, &mut session).await;
-    if let Err(e) = result {
-        tracing::debug!(client = id, error = %e, "connection closed");
+    let result = client_loop(&shared, &mut conn, &mut session, batch).await;
+    match result {
+        Err(e @ ConnectionError::QueryBufferLimit { .. }) => {
+            tracing::warn!(client = id, addr = %peer, "{e}");
+        }
+        Err(e) => tracing::debug!(client = id, error = %e, "connection closed"),
+        Ok(()) => {}
     }
     session.close(&mut shared.keyspace.lock());
     shared.clients.lock().remove(&id);
 }
 
-const MAX_BATCH: usize = 1024;
+/// How much of a pipeline one client may have in progress.
+#[derive(Clone, Copy, Debug)]
+struct BatchLimits {
+    /// `client_output_buffer_limit`: a batch stops executing once its
+    /// replies reach this many bytes; they are written (waiting for the
+    /// client to read them) before any further command runs.
+    output: usize,
+    /// `client_pipeline_depth`: most requests parsed but not yet answered.
+    depth: usize,
+}
 
+/// Serves one client: reads a batch of pipelined requests, runs them under
+/// one keyspace lock, waits for their durability, writes the replies.
+///
+/// Why backpressure rather than disconnection when a client does not read
+/// its replies: a client that pipelines deeply and reads slowly (a bulk
+/// import, `redis-benchmark -P`) is legitimate and should just go slower.
+/// Writing a batch's replies waits until the socket takes them, and nothing
+/// more is read or executed for that client meanwhile, so what it costs
+/// the server is bounded by the limits above (plus one reply larger than
+/// the output limit); its unread requests stay in the kernel's socket
+/// buffers. Other clients are unaffected: the keyspace lock is never held
+/// across a write.
 async fn client_loop(
     shared: &Arc<Shared>,
     conn: &mut Connection,
     session: &mut Session,
+    limits: BatchLimits,
 ) -> Result<(), ConnectionError> {
+    // Requests parsed but not run yet: what a batch cut short by the
+    // output limit left over.
+    let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
     loop {
         if shared.shutting_down.load(Relaxed) {
             return Ok(());
         }
-        let first = tokio::select! {
-            r = conn.read_request() => r,
-            _ = shared.shutdown.notified() => return Ok(()),
-        };
-        let mut batch = match first {
-            Ok(Some(args)) => vec![args],
-            Ok(None) => return Ok(()),
-            Err(ConnectionError::Protocol(e)) => {
-                conn.send_protocol_error(&e).await?;
-                return Ok(());
+        if pending.is_empty() {
+            let first = tokio::select! {
+                r = conn.read_request() => r,
+                _ = shared.shutdown.notified() => return Ok(()),
+            };
+            match first {
+                Ok(Some(args)) => pending.push_back(args),
+                Ok(None) => return Ok(()),
+                Err(ConnectionError::Protocol(e)) => {
+                    conn.send_protocol_error(&e).await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
-        };
+        }
+        // A protocol error is sticky in the connection: once seen, it is
+        // seen again on every later attempt, and sent when nothing parsed
+        // before it remains to be answered.
         let mut protocol_error = None;
-        while batch.len() < MAX_BATCH {
+        while pending.len() < limits.depth {
             match conn.try_next_buffered() {
-                Ok(Some(args)) => batch.push(args),
+                Ok(Some(args)) => pending.push_back(args),
                 Ok(None) => break,
                 Err(ConnectionError::Protocol(e)) => {
                     protocol_error = Some(e);
@@ -510,16 +551,21 @@ async fn client_loop(
                 Err(e) => return Err(e),
             }
         }
-        let mut replies = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(pending.len());
+        let mut reply_bytes = 0usize;
         let mut close = false;
         let observed = {
             let mut ks = shared.keyspace.lock();
             let now = unix_ms();
-            for args in batch {
+            while let Some(args) = pending.pop_front() {
                 let (reply, after) = session.handle(&mut ks, shared.as_ref(), now, args);
+                reply_bytes = reply_bytes.saturating_add(reply.size_hint());
                 replies.push(reply);
                 if after == After::Close {
                     close = true;
+                    break;
+                }
+                if reply_bytes >= limits.output {
                     break;
                 }
             }
@@ -529,6 +575,14 @@ async fn client_loop(
             }
             ks.lsn()
         };
+        if !pending.is_empty() && !close {
+            tracing::trace!(
+                client = session.client.id,
+                reply_bytes,
+                waiting = pending.len(),
+                "output limit reached; writing replies before running more"
+            );
+        }
         shared
             .stats
             .commands_processed
@@ -555,20 +609,30 @@ async fn client_loop(
         for r in &replies {
             conn.queue(r);
         }
+        drop(replies);
         if let Some(name) = &session.client.name {
             if let Some(c) = shared.clients.lock().get_mut(&session.client.id) {
                 c.name = String::from_utf8_lossy(name).into_owned();
             }
         }
         conn.set_auth_required(!session.client.authenticated);
-        if let Some(e) = protocol_error {
+        // Commands queued in a MULTI count against the query buffer limit.
+        conn.set_held_elsewhere(session.multi_bytes());
+        if session.multi_bytes() > conn.effective_query_buffer_limit() {
+            return Err(ConnectionError::QueryBufferLimit {
+                len: session.multi_bytes(),
+                limit: conn.effective_query_buffer_limit(),
+            });
+        }
+        if close {
+            conn.flush().await?;
+            return Ok(());
+        }
+        if let (Some(e), true) = (protocol_error, pending.is_empty()) {
             conn.send_protocol_error(&e).await?;
             return Ok(());
         }
         conn.flush().await?;
-        if close {
-            return Ok(());
-        }
     }
 }
 
@@ -875,9 +939,18 @@ impl ServerHooks for Shared {
             ("snapshots-keep", c.snapshots_keep.to_string()),
             ("proto-max-bulk-len", c.proto_max_bulk_len.0.to_string()),
             (
+                "proto-max-multibulk-len",
+                c.proto_max_multibulk_len.to_string(),
+            ),
+            (
                 "client-query-buffer-limit",
                 c.client_query_buffer_limit.0.to_string(),
             ),
+            (
+                "client-output-buffer-limit",
+                c.client_output_buffer_limit.0.to_string(),
+            ),
+            ("client-pipeline-depth", c.client_pipeline_depth.to_string()),
         ];
         all.into_iter()
             .filter(|(k, _)| config_matches(pattern, k))

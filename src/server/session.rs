@@ -24,6 +24,8 @@ pub struct Session {
     /// The client's facts.
     pub client: ClientInfo,
     multi: Option<Vec<Vec<Bytes>>>,
+    /// Bytes held by the commands queued in `multi`.
+    multi_bytes: usize,
     multi_failed: bool,
     watched: Vec<(Bytes, u64)>,
 }
@@ -42,6 +44,13 @@ impl Session {
     /// Whether a MULTI is open.
     pub fn in_multi(&self) -> bool {
         self.multi.is_some()
+    }
+
+    /// Bytes held by the commands queued in an open MULTI (arguments plus
+    /// their handles); they count against `client-query-buffer-limit`, as
+    /// in Redis 7, so that a transaction cannot queue without bound.
+    pub fn multi_bytes(&self) -> usize {
+        self.multi_bytes
     }
 
     /// Runs one request.
@@ -154,6 +163,10 @@ impl Session {
             return e;
         }
         if let Some(q) = self.multi.as_mut() {
+            let bytes = args.iter().fold(0usize, |n, a| {
+                n.saturating_add(a.len() + std::mem::size_of::<Bytes>())
+            });
+            self.multi_bytes = self.multi_bytes.saturating_add(bytes);
             q.push(args);
         }
         Frame::queued()
@@ -194,6 +207,7 @@ impl Session {
                     Frame::error("ERR MULTI calls can not be nested")
                 } else {
                     self.multi = Some(Vec::new());
+                    self.multi_bytes = 0;
                     self.multi_failed = false;
                     Frame::ok()
                 }
@@ -239,6 +253,7 @@ impl Session {
 
     fn discard_all(&mut self, ks: &mut Keyspace) {
         self.multi = None;
+        self.multi_bytes = 0;
         self.multi_failed = false;
         self.unwatch_all(ks);
     }
@@ -247,6 +262,7 @@ impl Session {
         let Some(queued) = self.multi.take() else {
             return Frame::error("ERR EXEC without MULTI");
         };
+        self.multi_bytes = 0;
         if self.multi_failed {
             self.discard_all(ks);
             return Frame::error("EXECABORT Transaction discarded because of previous errors.");
