@@ -149,6 +149,9 @@ pub struct Config {
     pub client_query_buffer_limit: ByteSize,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Conflicts kept in the journal `BRAID.CONFLICTS` reads (the latest
+    /// ones; 0 keeps none, counts only).
+    pub conflict_journal_len: usize,
     /// Active-active replication with other regions (off unless `listen` is set).
     pub replication: ReplicationConfig,
 }
@@ -261,6 +264,7 @@ impl Default for Config {
             proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
             log_format: LogFormat::Text,
+            conflict_journal_len: 1024,
             replication: ReplicationConfig::default(),
         }
     }

@@ -64,6 +64,9 @@ struct Cli {
     /// Largest unparsed input per client [default: 1gb].
     #[arg(long, value_name = "BYTES")]
     client_query_buffer_limit: Option<ByteSize>,
+    /// Conflicts kept for BRAID.CONFLICTS, the latest ones [default: 1024; 0 = counts only].
+    #[arg(long, value_name = "N")]
+    conflict_journal_len: Option<usize>,
     /// Log format: text or json [default: text]. Filter with RUST_LOG.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -164,6 +167,7 @@ impl Cli {
             maxclients,
             proto_max_bulk_len,
             client_query_buffer_limit,
+            conflict_journal_len,
             log_format
         );
         if let Some(p) = &self.requirepass {

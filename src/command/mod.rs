@@ -3,6 +3,7 @@
 //! ACL-like flags and `COMMAND` introspection.
 
 pub mod args;
+pub mod conflicts;
 pub mod glob;
 pub mod hashes;
 pub mod keys;
@@ -140,6 +141,7 @@ pub fn table() -> &'static [&'static [CommandSpec]] {
         zsets::COMMANDS,
         lists::COMMANDS,
         server::COMMANDS,
+        conflicts::COMMANDS,
     ]
 }
 
