@@ -123,7 +123,7 @@ impl Mesh {
     }
 
     fn conn(&self, i: usize) -> redis::Connection {
-        let mut c = self.servers[i].conn();
+        let c = self.servers[i].conn();
         let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
         c
     }
