@@ -181,6 +181,8 @@ proptest! {
             }
             nodes[i].collect();
             prop_assert!(nodes[i].replica.state.metadata_len() <= snapshot[i].replica.state.metadata_len());
+            // Everything is stable: no conflict-detection trace is left.
+            prop_assert_eq!(nodes[i].replica.state.trace_len(), 0);
         }
         assert_same(&nodes)?;
         prop_assert_eq!(dump(&nodes[0].replica.state), before);

@@ -444,3 +444,167 @@ pub(crate) fn judge(a: &Trace, b: &Trace) -> SmallVec<[Verdict; 1]> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{Applied, Intent, RegionId, Replica};
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn set(v: &str) -> Intent {
+        Intent::Set {
+            value: b(v),
+            ttl: TtlChange::Persist,
+        }
+    }
+
+    /// Two regions that share `setup` (written by us), then write `us` and
+    /// `eu` concurrently (eu at a later wall time); returns what each
+    /// reported on receiving the other's writes, checked to be the same.
+    fn race(
+        setup: &[(&str, Intent)],
+        us: &[(&str, Intent)],
+        eu: &[(&str, Intent)],
+    ) -> Vec<Conflict> {
+        let mut r = [Replica::new(RegionId(1)), Replica::new(RegionId(2))];
+        for (k, i) in setup {
+            if let Ok(Some(op)) = r[0].write(b(k), i.clone(), 1_000) {
+                r[1].receive(&op, 1_000).expect("ready");
+            }
+        }
+        let mut ops: [Vec<Operation>; 2] = Default::default();
+        for (side, writes, wall) in [(0, us, 2_000), (1, eu, 3_000)] {
+            for (k, i) in writes {
+                ops[side].extend(r[side].write(b(k), i.clone(), wall).expect("writes"));
+            }
+        }
+        let mut found: [Vec<Conflict>; 2] = Default::default();
+        for to in 0..2 {
+            for op in &ops[1 - to] {
+                if let Ok((Applied::Done(c), _)) = r[to].receive(op, 4_000) {
+                    found[to].extend(c);
+                }
+            }
+            found[to].sort();
+        }
+        assert_eq!(found[0], found[1], "us and eu disagree");
+        found[0].clone()
+    }
+
+    fn rules(found: &[Conflict]) -> Vec<(&'static str, u16, u16)> {
+        found
+            .iter()
+            .map(|c| (c.kind.rule(), c.winner.region.0, c.loser.region.0))
+            .collect()
+    }
+
+    #[test]
+    fn lww_keeps_the_greater_stamp() {
+        let found = race(&[], &[("k", set("a"))], &[("k", set("b"))]);
+        assert_eq!(rules(&found), [("lww", 2, 1)]);
+        assert_eq!(found[0].key_type, Some(KeyType::String));
+    }
+
+    #[test]
+    fn a_write_wins_over_a_concurrent_remove() {
+        let setup = [("s", Intent::SAdd(vec![b("m")])), ("k", set("v"))];
+        let found = race(
+            &setup,
+            &[("s", Intent::SAdd(vec![b("m")])), ("k", set("w"))],
+            &[("s", Intent::SRem(vec![b("m")])), ("k", Intent::Del)],
+        );
+        assert_eq!(rules(&found), [("add_wins", 1, 2), ("add_wins", 1, 2)]);
+    }
+
+    #[test]
+    fn a_pop_wins_over_a_concurrent_lset() {
+        let setup = [("l", Intent::RPush(vec![b("a"), b("b")]))];
+        let found = race(
+            &setup,
+            &[("l", Intent::LPop(1))],
+            &[(
+                "l",
+                Intent::LSet {
+                    index: 0,
+                    value: b("x"),
+                },
+            )],
+        );
+        assert_eq!(rules(&found), [("remove_wins", 1, 2)]);
+    }
+
+    #[test]
+    fn two_types_give_a_type_conflict() {
+        let found = race(
+            &[],
+            &[("k", Intent::SAdd(vec![b("m")]))],
+            &[("k", set("v"))],
+        );
+        assert_eq!(rules(&found), [("type", 2, 1)]);
+        assert_eq!(
+            found[0].kind,
+            ConflictKind::Type {
+                winner: KeyType::String,
+                loser: KeyType::Set
+            }
+        );
+    }
+
+    #[test]
+    fn a_non_numeric_base_drops_concurrent_increments() {
+        let found = race(
+            &[("n", set("1"))],
+            &[("n", set("abc"))],
+            &[("n", Intent::IncrBy(5))],
+        );
+        assert_eq!(rules(&found), [("increments_dropped", 1, 2)]);
+        // A numeric base adds them: no conflict.
+        assert!(race(
+            &[("n", set("1"))],
+            &[("n", set("7"))],
+            &[("n", Intent::IncrBy(5))]
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn persist_and_the_later_deadline_win_expiry_races() {
+        let with_ttl = Intent::Set {
+            value: b("v"),
+            ttl: TtlChange::ExpireAt(60_000),
+        };
+        let setup = [("k", set("v")), ("p", with_ttl)];
+        let found = race(
+            &setup,
+            &[("k", Intent::ExpireAt(90_000)), ("p", Intent::Persist)],
+            &[
+                ("k", Intent::ExpireAt(50_000)),
+                ("p", Intent::ExpireAt(90_000)),
+            ],
+        );
+        assert_eq!(rules(&found), [("expiry", 1, 2), ("expiry", 1, 2)]);
+        assert!(found.iter().all(|c| c.key_type.is_none()));
+        // The same deadline on both sides discards nothing.
+        let same = race(
+            &setup,
+            &[("k", Intent::ExpireAt(90_000))],
+            &[("k", Intent::ExpireAt(90_000))],
+        );
+        assert!(same.is_empty());
+    }
+
+    #[test]
+    fn pushes_and_causally_ordered_writes_do_not_conflict() {
+        let setup = [("l", Intent::RPush(vec![b("a")]))];
+        assert!(race(
+            &setup,
+            &[("l", Intent::RPush(vec![b("u")]))],
+            &[("l", Intent::LPush(vec![b("e")]))]
+        )
+        .is_empty());
+        assert!(race(&[], &[("a", set("1"))], &[("b", set("2"))]).is_empty());
+    }
+}
