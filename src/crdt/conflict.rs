@@ -597,6 +597,19 @@ mod tests {
     }
 
     #[test]
+    fn traces_beyond_the_limit_are_not_kept() {
+        let mut r = Replica::new(RegionId(1));
+        r.state.set_trace_limit(2);
+        for i in 0..5 {
+            r.write(b("k"), Intent::IncrBy(1), 1_000 + i).expect("incr");
+        }
+        assert_eq!(r.state.trace_len(), 2);
+        assert_eq!(r.state.untraced_ops(), 3);
+        r.state.collect(&r.state.version_vector().clone());
+        assert_eq!(r.state.trace_len(), 0);
+    }
+
+    #[test]
     fn pushes_and_causally_ordered_writes_do_not_conflict() {
         let setup = [("l", Intent::RPush(vec![b("a")]))];
         assert!(race(

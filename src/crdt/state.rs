@@ -93,7 +93,19 @@ pub struct State {
     traces: KeyMap<KeyTraces>,
     /// Traces of FLUSHALLs not yet causally stable.
     flushes: Vec<Trace>,
+    /// Traces held (in `traces` and `flushes`).
+    trace_count: usize,
+    /// Most traces held: beyond it (a peer unreachable for long, so that
+    /// nothing becomes stable) new operations are not traced.
+    trace_limit: usize,
+    /// Operations applied without a trace because of `trace_limit`.
+    untraced: u64,
 }
+
+/// Default most conflict-detection traces a state holds (about 150 bytes
+/// each): a region whose peer is unreachable stops tracing, rather than
+/// growing without bound, once this many writes are not yet stable.
+pub const DEFAULT_TRACE_LIMIT: usize = 1 << 20;
 
 /// What a state restored from a snapshot knows about its collectable
 /// metadata: every key counts as touched by everything in `upto`, until a
@@ -123,6 +135,9 @@ impl Default for State {
             restored: None,
             traces: KeyMap::default(),
             flushes: Vec::new(),
+            trace_count: 0,
+            trace_limit: DEFAULT_TRACE_LIMIT,
+            untraced: 0,
         }
     }
 }
@@ -319,12 +334,18 @@ impl State {
     /// Operations whose conflict-detection trace is still held (those not
     /// yet causally stable at the last collection).
     pub fn trace_len(&self) -> usize {
-        let keys: usize = self
-            .traces
-            .values()
-            .flat_map(|t| t.iter().map(|(_, q)| q.len()))
-            .sum();
-        keys + self.flushes.len()
+        self.trace_count
+    }
+
+    /// Sets the most traces held (see [`DEFAULT_TRACE_LIMIT`]).
+    pub fn set_trace_limit(&mut self, limit: usize) {
+        self.trace_limit = limit;
+    }
+
+    /// Operations applied without a trace because too many were not yet
+    /// stable: the conflict journal may miss races with them.
+    pub fn untraced_ops(&self) -> u64 {
+        self.untraced
     }
 
     /// Whether `op` is already applied.
@@ -380,6 +401,11 @@ impl State {
                 {
                     found.extend(judge(t, &trace).into_iter().map(|v| v.on(&w.key)));
                 }
+                if self.trace_count >= self.trace_limit {
+                    self.untraced += 1;
+                    return found;
+                }
+                self.trace_count += 1;
                 let per_key = match self.traces.get_mut(&w.key) {
                     Some(t) => t,
                     None => self.traces.entry(w.key.clone()).or_default(),
@@ -396,7 +422,12 @@ impl State {
                         found.extend(judge(&trace, t).into_iter().map(|v| v.on(key)));
                     }
                 }
-                self.flushes.push(trace);
+                if self.trace_count >= self.trace_limit {
+                    self.untraced += 1;
+                } else {
+                    self.trace_count += 1;
+                    self.flushes.push(trace);
+                }
             }
         }
         found
@@ -507,16 +538,21 @@ impl State {
     pub fn collect(&mut self, stable: &VersionVector) {
         // Nothing concurrent with a stable operation can still arrive, so
         // its trace can no longer take part in a conflict.
+        let mut dropped = 0;
         self.traces.retain(|_, per_key| {
             per_key.retain_mut(|(origin, q)| {
                 let upto = stable.get(*origin);
                 let stable_count = q.partition_point(|t| t.tag.dot.seq <= upto);
                 q.drain(..stable_count);
+                dropped += stable_count;
                 !q.is_empty()
             });
             !per_key.is_empty()
         });
+        let flushes = self.flushes.len();
         self.flushes.retain(|f| !stable.contains(f.tag.dot));
+        dropped += flushes - self.flushes.len();
+        self.trace_count -= dropped;
         let shards = &mut self.shards;
         self.unstable.retain(|key, touched| {
             let shard = &mut shards[shard_of(key)];

@@ -780,10 +780,12 @@ impl ServerHooks for Shared {
         if want("conflicts") {
             let j = &ks.conflicts;
             out.push_str(&format!(
-                "# Conflicts\r\nconflicts_resolved:{}\r\nconflict_journal_len:{}\r\nconflict_journal_max_len:{}\r\n",
+                "# Conflicts\r\nconflicts_resolved:{}\r\nconflict_journal_len:{}\r\nconflict_journal_max_len:{}\r\nconflict_traces:{}\r\nconflict_untraced_ops:{}\r\n",
                 j.total(),
                 j.len(),
                 j.capacity(),
+                ks.state().trace_len(),
+                ks.state().untraced_ops(),
             ));
             // One line per (key type, rule) seen: conflicts_<type>_<rule>.
             for (t, rule, n) in j.counts() {
