@@ -1,7 +1,8 @@
 //! The materialized CRDT state of a region: keys, version vector, digest.
 
 use bytes::Bytes;
-use std::collections::{hash_map, HashMap, VecDeque};
+use smallvec::{smallvec, SmallVec};
+use std::collections::{hash_map, HashMap};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -45,7 +46,10 @@ pub enum Applied {
 /// Traces of the not yet stable operations on one key, per origin in
 /// sequence order, so that the ones concurrent with a new operation (a
 /// suffix per origin) are found without walking the rest.
-type KeyTraces = Vec<(RegionId, VecDeque<Trace>)>;
+type KeyTraces = SmallVec<[(RegionId, OriginTraces); 1]>;
+
+/// One origin's traces on one key, in sequence order (usually one).
+type OriginTraces = SmallVec<[Trace; 1]>;
 
 /// Number of key shards. A frozen copy ([`State::freeze`]) clones one
 /// pointer per shard, and a write made while a frozen copy is alive copies
@@ -411,8 +415,8 @@ impl State {
                     None => self.traces.entry(w.key.clone()).or_default(),
                 };
                 match per_key.iter_mut().find(|(r, _)| *r == op.origin) {
-                    Some((_, q)) => q.push_back(trace),
-                    None => per_key.push((op.origin, VecDeque::from([trace]))),
+                    Some((_, q)) => q.push(trace),
+                    None => per_key.push((op.origin, smallvec![trace])),
                 }
             }
             Body::FlushAll => {
@@ -663,12 +667,12 @@ fn apply_content(content: &mut Content, effect: &Effect, op: &Operation, ctx: &V
 /// The traces among `per_key` of operations `deps` had not seen: per
 /// origin, the suffix above `deps`' entry.
 fn concurrent<'a>(
-    per_key: impl IntoIterator<Item = &'a (RegionId, VecDeque<Trace>)>,
+    per_key: impl IntoIterator<Item = &'a (RegionId, OriginTraces)>,
     deps: &'a VersionVector,
 ) -> impl Iterator<Item = &'a Trace> {
     per_key.into_iter().flat_map(move |(origin, q)| {
         let seen = deps.get(*origin);
         let first = q.partition_point(|t| t.tag.dot.seq <= seen);
-        q.range(first..)
+        q[first..].iter()
     })
 }
