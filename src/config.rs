@@ -164,6 +164,9 @@ pub struct Config {
     pub client_pipeline_depth: usize,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Conflicts kept in the journal `BRAID.CONFLICTS` reads (the latest
+    /// ones; 0 keeps none, counts only).
+    pub conflict_journal_len: usize,
     /// Active-active replication with other regions (off unless `listen` is set).
     pub replication: ReplicationConfig,
     /// The Prometheus metrics endpoint (off unless `listen` is set).
@@ -296,6 +299,7 @@ impl Default for Config {
             client_output_buffer_limit: ByteSize(16 * 1024 * 1024),
             client_pipeline_depth: 1024,
             log_format: LogFormat::Text,
+            conflict_journal_len: 1024,
             replication: ReplicationConfig::default(),
             metrics: MetricsConfig::default(),
         }

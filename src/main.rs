@@ -82,6 +82,9 @@ struct Cli {
     /// [default: 1024].
     #[arg(long, value_name = "N")]
     client_pipeline_depth: Option<usize>,
+    /// Conflicts kept for BRAID.CONFLICTS, the latest ones [default: 1024; 0 = counts only].
+    #[arg(long, value_name = "N")]
+    conflict_journal_len: Option<usize>,
     /// Log format: text or json [default: text]. Filter with RUST_LOG.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -189,6 +192,7 @@ impl Cli {
             client_query_buffer_limit,
             client_output_buffer_limit,
             client_pipeline_depth,
+            conflict_journal_len,
             log_format
         );
         if let Some(p) = &self.requirepass {

@@ -5,8 +5,8 @@
 
 mod common;
 
-use braid::crdt::Operation;
-use common::history::{run, step, REGIONS, T0};
+use braid::crdt::{Conflict, Operation};
+use common::history::{run, run_on, step, Step, REGIONS, T0};
 use common::{dump, Node};
 use proptest::prelude::*;
 
@@ -43,8 +43,102 @@ fn assert_same(nodes: &[Node]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The conflicts a node reported, sorted.
+fn conflict_set(n: &Node) -> Vec<Conflict> {
+    let mut all = n.conflicts.clone();
+    all.sort();
+    all
+}
+
+/// Every node reported the same conflicts, none twice.
+fn assert_same_conflicts(nodes: &[Node]) -> Result<(), TestCaseError> {
+    let first = conflict_set(&nodes[0]);
+    for n in &nodes[1..] {
+        prop_assert_eq!(
+            conflict_set(n),
+            first.clone(),
+            "region {} vs {}",
+            n.id(),
+            nodes[0].id()
+        );
+    }
+    let mut unique = first.clone();
+    unique.dedup();
+    prop_assert_eq!(unique.len(), first.len(), "a race reported twice");
+    Ok(())
+}
+
+/// A step of a three-region history, folded onto two regions.
+fn on_two(s: &Step) -> Step {
+    match s.clone() {
+        Step::Write { r, key, intent } => Step::Write {
+            r: r % 2,
+            key,
+            intent,
+        },
+        Step::Flush { r } => Step::Flush { r: r % 2 },
+        Step::Sync { from, to } => Step::Sync {
+            from: from % 2,
+            to: to % 2,
+        },
+        Step::Collect { from, to } => Step::Collect {
+            from: from % 2,
+            to: to % 2,
+        },
+        Step::Tick(ms) => Step::Tick(ms),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, .. ProptestConfig::default() })]
+
+    /// Three regions take a random history (with partial exchanges and
+    /// garbage collection on the way), then each receives everything in its
+    /// own random order: every region, and a fresh one fed yet another
+    /// order, reports the same conflicts (key, type, rule, winner and loser
+    /// stamps), each race once.
+    #[test]
+    fn conflicts_are_reported_identically_whatever_the_order(
+        steps in prop::collection::vec(step(), 1..100),
+        seeds in prop::collection::vec(prop::collection::vec(any::<usize>(), 0..80), 4),
+    ) {
+        let (nodes, all) = run(&steps);
+        let end = T0 + 1_000_000;
+        let mut finals = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let mut n = node.clone();
+            n.deliver_any_order(&shuffled(&all, &seeds[i]), end);
+            finals.push(n);
+        }
+        let mut fresh = Node::new(9, &REGIONS);
+        fresh.deliver_any_order(&shuffled(&all, &seeds[3]), end);
+        finals.push(fresh);
+        assert_same(&finals[..3])?;
+        assert_same_conflicts(&finals)?;
+    }
+
+    /// The same with two regions.
+    #[test]
+    fn two_regions_report_identical_conflicts(
+        steps in prop::collection::vec(step(), 1..100),
+        seeds in prop::collection::vec(prop::collection::vec(any::<usize>(), 0..80), 3),
+    ) {
+        let steps: Vec<Step> = steps.iter().map(on_two).collect();
+        let mut nodes = vec![Node::new(1, &[1, 2]), Node::new(2, &[1, 2])];
+        let (_, all) = run_on(&mut nodes, &steps, T0);
+        let end = T0 + 1_000_000;
+        let mut finals = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let mut n = node.clone();
+            n.deliver_any_order(&shuffled(&all, &seeds[i]), end);
+            finals.push(n);
+        }
+        let mut fresh = Node::new(9, &[1, 2]);
+        fresh.deliver_any_order(&shuffled(&all, &seeds[2]), end);
+        finals.push(fresh);
+        assert_same(&finals[..2])?;
+        assert_same_conflicts(&finals)?;
+    }
 
     /// Any history, then every region receives every operation in its own
     /// random causal order with duplicates: all regions end identical.
@@ -87,6 +181,8 @@ proptest! {
             }
             nodes[i].collect();
             prop_assert!(nodes[i].replica.state.metadata_len() <= snapshot[i].replica.state.metadata_len());
+            // Everything is stable: no conflict-detection trace is left.
+            prop_assert_eq!(nodes[i].replica.state.trace_len(), 0);
         }
         assert_same(&nodes)?;
         prop_assert_eq!(dump(&nodes[0].replica.state), before);
@@ -122,6 +218,7 @@ fn generated_histories_exercise_every_effect_and_type_conflicts() {
     let mut runner = TestRunner::deterministic();
     let mut kinds = std::collections::BTreeSet::new();
     let mut type_conflicts = 0;
+    let mut rules = std::collections::BTreeSet::new();
     for _ in 0..300 {
         let steps = prop::collection::vec(step(), 1..100)
             .new_tree(&mut runner)
@@ -135,6 +232,7 @@ fn generated_histories_exercise_every_effect_and_type_conflicts() {
             });
         }
         nodes[0].deliver_any_order(&all, T0 + 1_000_000);
+        rules.extend(nodes[0].conflicts.iter().map(|c| c.kind.rule()));
         type_conflicts += nodes[0]
             .replica
             .state
@@ -166,4 +264,14 @@ fn generated_histories_exercise_every_effect_and_type_conflicts() {
         assert!(kinds.contains(k), "no {k} generated; got {kinds:?}");
     }
     assert!(type_conflicts > 0, "no type conflict generated");
+    for rule in [
+        "lww",
+        "add_wins",
+        "remove_wins",
+        "type",
+        "increments_dropped",
+        "expiry",
+    ] {
+        assert!(rules.contains(rule), "no {rule} conflict; got {rules:?}");
+    }
 }

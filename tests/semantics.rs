@@ -10,8 +10,8 @@
 //! digest and version vector.
 
 use braid::crdt::{
-    Applied, CausalBuffer, ConflictKind, Content, Decimal, Intent, KeyType, Operation, RegionId,
-    Replica, State, TtlChange, WriteError,
+    Applied, CausalBuffer, Conflict, ConflictKind, Content, Decimal, Intent, KeyType, Operation,
+    RegionId, Replica, State, TtlChange, WriteError,
 };
 use bytes::Bytes;
 
@@ -79,7 +79,7 @@ fn permutations<T: Copy>(items: &[T]) -> Vec<Vec<T>> {
 struct Cluster {
     regions: Vec<Replica>,
     log: Vec<Operation>,
-    conflicts: Vec<Vec<ConflictKind>>,
+    conflicts: Vec<Vec<Conflict>>,
     /// Latest wall time used, passed to `receive` and used for reads.
     wall: u64,
 }
@@ -161,9 +161,7 @@ impl Cluster {
 
     fn receive(&mut self, to: usize, op: &Operation) {
         match self.regions[to].receive(op, self.wall) {
-            Ok((Applied::Done(found), _)) => {
-                self.conflicts[to].extend(found.into_iter().map(|c| c.kind))
-            }
+            Ok((Applied::Done(found), _)) => self.conflicts[to].extend(found),
             other => panic!("{} receiving {}: {other:?}", NAMES[to], op.dot()),
         }
     }
@@ -228,7 +226,7 @@ impl Cluster {
             let mut conflicts = Vec::new();
             for op in causal_order(&self.log, &state, &perm) {
                 match state.apply(&op) {
-                    Ok(Applied::Done(found)) => conflicts.extend(found.into_iter().map(|c| c.kind)),
+                    Ok(Applied::Done(found)) => conflicts.extend(found),
                     other => panic!("replay of {}: {other:?}", op.dot()),
                 }
             }
@@ -263,7 +261,18 @@ impl Cluster {
                 v.name,
                 first.name
             );
+            // Every region and replay reports the same races, each once.
+            assert_eq!(
+                v.conflict_set(),
+                first.conflict_set(),
+                "conflicts of {} vs {}",
+                v.name,
+                first.name
+            );
         }
+        let mut unique = first.conflict_set();
+        unique.dedup();
+        assert_eq!(unique, first.conflict_set(), "a race reported twice");
         views
     }
 
@@ -288,7 +297,7 @@ impl Cluster {
 struct View {
     name: String,
     state: State,
-    conflicts: Vec<ConflictKind>,
+    conflicts: Vec<Conflict>,
     now: u64,
 }
 
@@ -380,7 +389,14 @@ impl View {
     }
 
     fn recorded(&self, kind: &ConflictKind) -> bool {
-        self.conflicts.contains(kind)
+        self.conflicts.iter().any(|c| c.kind == *kind)
+    }
+
+    /// The conflicts reported, sorted (delivery order does not matter).
+    fn conflict_set(&self) -> Vec<Conflict> {
+        let mut all = self.conflicts.clone();
+        all.sort();
+        all
     }
 }
 

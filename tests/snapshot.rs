@@ -70,6 +70,7 @@ fn restarted(node: &Node) -> Node {
         },
         log: node.log.clone(),
         stability: node.stability.clone(),
+        conflicts: node.conflicts.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! ACL-like flags and `COMMAND` introspection.
 
 pub mod args;
+pub mod conflicts;
 pub mod glob;
 pub mod hashes;
 pub mod keys;
@@ -144,6 +145,7 @@ pub fn table() -> &'static [&'static [CommandSpec]] {
         zsets::COMMANDS,
         lists::COMMANDS,
         server::COMMANDS,
+        conflicts::COMMANDS,
     ]
 }
 

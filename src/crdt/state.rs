@@ -1,14 +1,16 @@
 //! The materialized CRDT state of a region: keys, version vector, digest.
 
 use bytes::Bytes;
+use smallvec::{smallvec, SmallVec};
 use std::collections::{hash_map, HashMap};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::conflict::{Conflict, ConflictKind};
+use super::conflict::{judge, Conflict, Trace};
 use super::digest::Accumulator;
 use super::entry::{Content, Entry};
 use super::hlc::Hlc;
+use super::id::RegionId;
 use super::op::{Body, Effect, KeyWrite, Operation, TtlChange};
 use super::vv::VersionVector;
 
@@ -36,9 +38,18 @@ pub enum ApplyError {
 pub enum Applied {
     /// Already covered by the version vector: nothing changed.
     Duplicate,
-    /// Applied; the races it resolved (usually none).
+    /// Applied; the races it resolved against operations applied before it
+    /// (usually none; see [`conflict`](super::conflict)).
     Done(Vec<Conflict>),
 }
+
+/// Traces of the not yet stable operations on one key, per origin in
+/// sequence order, so that the ones concurrent with a new operation (a
+/// suffix per origin) are found without walking the rest.
+type KeyTraces = SmallVec<[(RegionId, OriginTraces); 1]>;
+
+/// One origin's traces on one key, in sequence order (usually one).
+type OriginTraces = SmallVec<[Trace; 1]>;
 
 /// Number of key shards. A frozen copy ([`State::freeze`]) clones one
 /// pointer per shard, and a write made while a frozen copy is alive copies
@@ -81,7 +92,24 @@ pub struct State {
     /// Set when restored from a snapshot, which does not record `unstable`
     /// (see [`Restored`]).
     restored: Option<Box<Restored>>,
+    /// Traces of operations not yet causally stable, by key, for conflict
+    /// detection: outside the digest, the snapshot and what clients read.
+    traces: KeyMap<KeyTraces>,
+    /// Traces of FLUSHALLs not yet causally stable.
+    flushes: Vec<Trace>,
+    /// Traces held (in `traces` and `flushes`).
+    trace_count: usize,
+    /// Most traces held: beyond it (a peer unreachable for long, so that
+    /// nothing becomes stable) new operations are not traced.
+    trace_limit: usize,
+    /// Operations applied without a trace because of `trace_limit`.
+    untraced: u64,
 }
+
+/// Default most conflict-detection traces a state holds (about 150 bytes
+/// each): a region whose peer is unreachable stops tracing, rather than
+/// growing without bound, once this many writes are not yet stable.
+pub const DEFAULT_TRACE_LIMIT: usize = 1 << 20;
 
 /// What a state restored from a snapshot knows about its collectable
 /// metadata: every key counts as touched by everything in `upto`, until a
@@ -109,6 +137,11 @@ impl Default for State {
             visible_keys: 0,
             unstable: KeyMap::default(),
             restored: None,
+            traces: KeyMap::default(),
+            flushes: Vec::new(),
+            trace_count: 0,
+            trace_limit: DEFAULT_TRACE_LIMIT,
+            untraced: 0,
         }
     }
 }
@@ -302,6 +335,23 @@ impl State {
         self.entries().map(|(_, e)| e.metadata_len()).sum()
     }
 
+    /// Operations whose conflict-detection trace is still held (those not
+    /// yet causally stable at the last collection).
+    pub fn trace_len(&self) -> usize {
+        self.trace_count
+    }
+
+    /// Sets the most traces held (see [`DEFAULT_TRACE_LIMIT`]).
+    pub fn set_trace_limit(&mut self, limit: usize) {
+        self.trace_limit = limit;
+    }
+
+    /// Operations applied without a trace because too many were not yet
+    /// stable: the conflict journal may miss races with them.
+    pub fn untraced_ops(&self) -> u64 {
+        self.untraced
+    }
+
     /// Whether `op` is already applied.
     pub fn has_applied(&self, op: &Operation) -> bool {
         self.vv.contains(op.dot())
@@ -330,14 +380,61 @@ impl State {
                 have: self.vv.clone(),
             });
         }
-        let mut conflicts = Vec::new();
+        let conflicts = self.detect(op);
         match &op.body {
-            Body::Key(w) => self.apply_key(op, w, &mut conflicts),
+            Body::Key(w) => self.apply_key(op, w),
             Body::FlushAll => self.flush_observed(op),
         }
         self.vv.set(op.origin, op.seq);
         self.max_hlc = self.max_hlc.max(op.hlc);
         Ok(Applied::Done(conflicts))
+    }
+
+    /// Judges `op` against every operation applied before it that it had
+    /// not seen (concurrent with it), then keeps its trace for the ones
+    /// still to come. Every concurrent pair is judged once, by whichever
+    /// of the two is applied second.
+    fn detect(&mut self, op: &Operation) -> Vec<Conflict> {
+        let mut found = Vec::new();
+        match &op.body {
+            Body::Key(w) => {
+                let trace = Trace::of_write(op, w);
+                let earlier = self.traces.get(&w.key).into_iter().flatten();
+                for t in concurrent(earlier, &op.deps)
+                    .chain(self.flushes.iter().filter(|f| !op.deps.contains(f.tag.dot)))
+                {
+                    found.extend(judge(t, &trace).into_iter().map(|v| v.on(&w.key)));
+                }
+                if self.trace_count >= self.trace_limit {
+                    self.untraced += 1;
+                    return found;
+                }
+                self.trace_count += 1;
+                let per_key = match self.traces.get_mut(&w.key) {
+                    Some(t) => t,
+                    None => self.traces.entry(w.key.clone()).or_default(),
+                };
+                match per_key.iter_mut().find(|(r, _)| *r == op.origin) {
+                    Some((_, q)) => q.push(trace),
+                    None => per_key.push((op.origin, smallvec![trace])),
+                }
+            }
+            Body::FlushAll => {
+                let trace = Trace::of_flush(op);
+                for (key, per_key) in &self.traces {
+                    for t in concurrent(per_key.iter(), &op.deps) {
+                        found.extend(judge(&trace, t).into_iter().map(|v| v.on(key)));
+                    }
+                }
+                if self.trace_count >= self.trace_limit {
+                    self.untraced += 1;
+                } else {
+                    self.trace_count += 1;
+                    self.flushes.push(trace);
+                }
+            }
+        }
+        found
     }
 
     fn flush_observed(&mut self, op: &Operation) {
@@ -393,10 +490,8 @@ impl State {
         }
     }
 
-    fn apply_key(&mut self, op: &Operation, w: &KeyWrite, conflicts: &mut Vec<Conflict>) {
-        let key = &w.key;
-        let mut found: Vec<ConflictKind> = Vec::new();
-        self.update_entry(key, op, |entry, ctx, op| {
+    fn apply_key(&mut self, op: &Operation, w: &KeyWrite) {
+        self.update_entry(&w.key, op, |entry, ctx, op| {
             let tag = op.tag();
             let kind = w.effect.key_type();
             if w.fresh {
@@ -408,14 +503,17 @@ impl State {
                 // no content and must leave it alone.
                 entry.remove_observed_except(kind, ctx);
             }
-            let raced = match (&w.effect, kind) {
+            match (&w.effect, kind) {
                 (Effect::Del, _) => {
                     entry.remove_observed_except(None, ctx);
                     entry.expiry_mut().remove_observed(ctx);
-                    false
                 }
-                (Effect::Expire(at), _) => entry.expiry_mut().write(Some(*at), tag, ctx),
-                (Effect::Persist, _) => entry.expiry_mut().write(None, tag, ctx),
+                (Effect::Expire(at), _) => {
+                    entry.expiry_mut().write(Some(*at), tag, ctx);
+                }
+                (Effect::Persist, _) => {
+                    entry.expiry_mut().write(None, tag, ctx);
+                }
                 (effect, Some(t)) => {
                     if let Effect::StrSet { ttl, .. } = effect {
                         // SET overwrites whatever its region saw, of any type.
@@ -424,46 +522,41 @@ impl State {
                         match ttl {
                             TtlChange::Keep => {}
                             TtlChange::Persist => {
-                                if exp.write(None, tag, ctx) {
-                                    found.push(ConflictKind::Expiry);
-                                }
+                                exp.write(None, tag, ctx);
                             }
                             TtlChange::ExpireAt(at) => {
-                                if exp.write(Some(*at), tag, ctx) {
-                                    found.push(ConflictKind::Expiry);
-                                }
+                                exp.write(Some(*at), tag, ctx);
                             }
                         }
                     }
-                    apply_content(entry.content_mut(t), effect, op, ctx, &mut found)
+                    apply_content(entry.content_mut(t), effect, op, ctx);
                 }
-                (_, None) => false,
-            };
-            if raced {
-                found.push(match &w.effect {
-                    Effect::Expire(_) | Effect::Persist => ConflictKind::Expiry,
-                    _ => ConflictKind::Lww,
-                });
-            }
-            entry.prune();
-            if entry.type_count() > 1 && kind.is_some() {
-                if let Some(winner) = entry.visible().map(Content::key_type) {
-                    for loser in entry.types().filter(|t| *t != winner) {
-                        found.push(ConflictKind::Type { winner, loser });
-                    }
-                }
+                (_, None) => {}
             }
         });
-        conflicts.extend(found.into_iter().map(|kind| Conflict {
-            key: key.clone(),
-            kind,
-        }));
     }
 
     /// Drops metadata every region has seen (`stable`, from
     /// [`Stability`](super::stability::Stability)). What clients read, and the
     /// digest, do not change.
     pub fn collect(&mut self, stable: &VersionVector) {
+        // Nothing concurrent with a stable operation can still arrive, so
+        // its trace can no longer take part in a conflict.
+        let mut dropped = 0;
+        self.traces.retain(|_, per_key| {
+            per_key.retain_mut(|(origin, q)| {
+                let upto = stable.get(*origin);
+                let stable_count = q.partition_point(|t| t.tag.dot.seq <= upto);
+                q.drain(..stable_count);
+                dropped += stable_count;
+                !q.is_empty()
+            });
+            !per_key.is_empty()
+        });
+        let flushes = self.flushes.len();
+        self.flushes.retain(|f| !stable.contains(f.tag.dot));
+        dropped += flushes - self.flushes.len();
+        self.trace_count -= dropped;
         let shards = &mut self.shards;
         self.unstable.retain(|key, touched| {
             let shard = &mut shards[shard_of(key)];
@@ -506,103 +599,80 @@ impl State {
     }
 }
 
-/// Applies a content effect; returns whether an LWW register raced.
-fn apply_content(
-    content: &mut Content,
-    effect: &Effect,
-    op: &Operation,
-    ctx: &VersionVector,
-    found: &mut Vec<ConflictKind>,
-) -> bool {
+/// Applies a content effect.
+fn apply_content(content: &mut Content, effect: &Effect, op: &Operation, ctx: &VersionVector) {
     let tag = op.tag();
     match (content, effect) {
         (Content::String(s), Effect::StrSet { value, .. }) => {
-            let raced = s.set(value.clone(), tag, ctx);
-            if s.get().1 {
-                found.push(ConflictKind::IncrementsDropped);
-            }
-            raced
+            s.set(value.clone(), tag, ctx);
         }
-        (Content::String(s), Effect::StrIncr(d)) => {
-            s.incr(d.clone(), tag);
-            if s.get().1 {
-                found.push(ConflictKind::IncrementsDropped);
-            }
-            false
-        }
+        (Content::String(s), Effect::StrIncr(d)) => s.incr(d.clone(), tag),
         (Content::Set(s), Effect::SetAdd(members)) => {
             for m in members {
                 s.add(m.clone(), tag, ctx);
             }
-            false
         }
         (Content::Set(s), Effect::SetRem(members)) => {
             for m in members {
-                if s.remove(m, ctx) {
-                    found.push(ConflictKind::AddWins);
-                }
+                s.remove(m, ctx);
             }
-            false
         }
         (Content::Hash(h), Effect::HashSet(fields)) => {
-            let mut raced = false;
             for (f, v) in fields {
-                raced |= h.set(f.clone(), v.clone(), tag, ctx);
+                h.set(f.clone(), v.clone(), tag, ctx);
             }
-            raced
         }
         (Content::Hash(h), Effect::HashDel(fields)) => {
             for f in fields {
-                if h.remove(f, ctx) {
-                    found.push(ConflictKind::AddWins);
-                }
+                h.remove(f, ctx);
             }
-            false
         }
         (Content::Hash(h), Effect::HashIncr { field, delta }) => {
             h.incr(field.clone(), delta.clone(), tag, ctx);
-            if h.get(field).is_some_and(|(_, dropped)| dropped) {
-                found.push(ConflictKind::IncrementsDropped);
-            }
-            false
         }
         (Content::ZSet(z), Effect::ZAdd(members)) => {
-            let mut raced = false;
             for (m, score) in members {
-                raced |= z.add(m.clone(), *score, tag, ctx);
+                z.add(m.clone(), *score, tag, ctx);
             }
-            raced
         }
         (Content::ZSet(z), Effect::ZIncr { member, delta }) => {
             z.incr(member.clone(), delta.clone(), tag, ctx);
-            false
         }
         (Content::ZSet(z), Effect::ZRem(members)) => {
             for m in members {
-                if z.remove(m, ctx) {
-                    found.push(ConflictKind::AddWins);
-                }
+                z.remove(m, ctx);
             }
-            false
         }
         (Content::List(l), Effect::ListInsert(items)) => {
             for (pos, v) in items {
                 l.insert(pos.clone(), v.clone(), tag);
             }
-            false
         }
-        (Content::List(l), Effect::ListSet { pos, value }) => l.set(pos, value.clone(), tag, ctx),
+        (Content::List(l), Effect::ListSet { pos, value }) => {
+            l.set(pos, value.clone(), tag, ctx);
+        }
         (Content::List(l), Effect::ListRemove(positions)) => {
             for p in positions {
                 l.remove(p);
             }
-            false
         }
         (Content::List(l), Effect::ListTrim(keep)) => {
             l.trim(keep.as_ref().map(|(a, b)| (a, b)), ctx);
-            false
         }
         // Effects are routed to the content of their own type.
-        _ => false,
+        _ => {}
     }
+}
+
+/// The traces among `per_key` of operations `deps` had not seen: per
+/// origin, the suffix above `deps`' entry.
+fn concurrent<'a>(
+    per_key: impl IntoIterator<Item = &'a (RegionId, OriginTraces)>,
+    deps: &'a VersionVector,
+) -> impl Iterator<Item = &'a Trace> {
+    per_key.into_iter().flat_map(move |(origin, q)| {
+        let seen = deps.get(*origin);
+        let first = q.partition_point(|t| t.tag.dot.seq <= seen);
+        q[first..].iter()
+    })
 }

@@ -2,8 +2,12 @@
 //! server needs around it (clock, active-expiry index, operations waiting to
 //! be logged). Pure: the server moves pending operations to the op log.
 
+pub mod conflicts;
+
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+
+pub use conflicts::ConflictJournal;
 
 use crate::crdt::{
     Applied, ApplyError, Content, HlcClock, Intent, Operation, RegionId, State, WriteError,
@@ -18,7 +22,7 @@ pub struct KeyspaceStats {
     pub remote_ops: u64,
     /// Keys this region deleted because their deadline passed.
     pub expired_keys: u64,
-    /// Races resolved by the merge rules.
+    /// Races resolved by the merge rules (every journal entry ever recorded).
     pub conflicts: u64,
 }
 
@@ -38,6 +42,8 @@ pub struct Keyspace {
     watched: HashMap<Bytes, (u64, usize), foldhash::fast::RandomState>,
     /// Counters for `INFO`.
     pub stats: KeyspaceStats,
+    /// The latest conflicts and their counts (`BRAID.CONFLICTS`).
+    pub conflicts: ConflictJournal,
 }
 
 impl Keyspace {
@@ -55,6 +61,7 @@ impl Keyspace {
             lsn: 0,
             watched: HashMap::default(),
             stats: KeyspaceStats::default(),
+            conflicts: ConflictJournal::default(),
         };
         ks.rebuild_deadlines();
         ks
@@ -103,7 +110,7 @@ impl Keyspace {
 
     fn apply_local(&mut self, op: Operation) {
         match self.state.apply(&op) {
-            Ok(Applied::Done(conflicts)) => self.stats.conflicts += conflicts.len() as u64,
+            Ok(Applied::Done(conflicts)) => self.record_conflicts(conflicts),
             // A prepared operation is always the next one and ready.
             other => tracing::error!(?other, dot = %op.dot(), "local operation did not apply"),
         }
@@ -119,11 +126,25 @@ impl Keyspace {
         let applied = self.state.apply(op)?;
         self.clock.observe(op.hlc, now_ms);
         if let Applied::Done(conflicts) = &applied {
-            self.stats.conflicts += conflicts.len() as u64;
+            self.record_conflicts(conflicts.clone());
             self.after_apply(op);
             self.stats.remote_ops += 1;
         }
         Ok(applied)
+    }
+
+    fn record_conflicts(&mut self, conflicts: Vec<crate::crdt::Conflict>) {
+        for c in conflicts {
+            tracing::debug!(
+                key = %String::from_utf8_lossy(&c.key),
+                rule = c.kind.rule(),
+                winner = %c.winner.region,
+                loser = %c.loser.region,
+                "conflict resolved"
+            );
+            self.stats.conflicts += 1;
+            self.conflicts.record(c);
+        }
     }
 
     fn after_apply(&mut self, op: &Operation) {

@@ -357,52 +357,6 @@ impl Metrics {
     }
 }
 
-/// Conflicts resolved, per (type, rule): process-wide, since the merge code
-/// that detects them runs below any one server's handle.
-static CONFLICTS: RwLock<Vec<ConflictCount>> = RwLock::new(Vec::new());
-
-/// (type, rule, count).
-type ConflictCount = (Box<str>, Box<str>, AtomicU64);
-
-/// Counts one conflict a merge resolved: `key_type` is the Redis type of the
-/// key (`string`, `hash`, …, or `key` for whole-key rules), `rule` the rule
-/// that decided (`lww`, `add_wins`, `type`, `expiry`, …). Exported as
-/// `braid_conflicts_resolved_total{type,rule}`. Allocation-free once a
-/// (type, rule) pair has been seen.
-pub fn conflict_resolved(key_type: &str, rule: &str) {
-    {
-        let all = CONFLICTS.read();
-        if let Some((_, _, c)) = all
-            .iter()
-            .find(|(t, r, _)| &**t == key_type && &**r == rule)
-        {
-            c.fetch_add(1, Relaxed);
-            return;
-        }
-    }
-    let mut all = CONFLICTS.write();
-    match all
-        .iter()
-        .find(|(t, r, _)| &**t == key_type && &**r == rule)
-    {
-        Some((_, _, c)) => {
-            c.fetch_add(1, Relaxed);
-        }
-        None => all.push((key_type.into(), rule.into(), AtomicU64::new(1))),
-    }
-}
-
-/// Conflicts resolved so far in this process: (type, rule, count), sorted.
-pub fn conflicts_resolved() -> Vec<(String, String, u64)> {
-    let mut out: Vec<(String, String, u64)> = CONFLICTS
-        .read()
-        .iter()
-        .map(|(t, r, c)| (t.to_string(), r.to_string(), c.load(Relaxed)))
-        .collect();
-    out.sort();
-    out
-}
-
 /// The type of a declared family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -607,16 +561,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE braid_empty gauge\n"), "{text}");
-    }
-
-    #[test]
-    fn conflicts_are_counted_per_type_and_rule() {
-        conflict_resolved("test-type", "lww");
-        conflict_resolved("test-type", "lww");
-        conflict_resolved("test-type", "add_wins");
-        let all = conflicts_resolved();
-        assert!(all.contains(&("test-type".into(), "lww".into(), 2)));
-        assert!(all.contains(&("test-type".into(), "add_wins".into(), 1)));
     }
 
     #[test]

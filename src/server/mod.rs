@@ -230,6 +230,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None => (State::new(), None),
     };
     let mut ks = Keyspace::new(region, state);
+    ks.conflicts.set_capacity(config.conflict_journal_len);
     let vv = ks.state().version_vector().clone();
     let now = unix_ms();
     let mut replay_error = None;
@@ -879,6 +880,22 @@ impl ServerHooks for Shared {
                 ks.stats.conflicts,
             ));
         }
+        if want("conflicts") {
+            let j = &ks.conflicts;
+            out.push_str(&format!(
+                "# Conflicts\r\nconflicts_resolved:{}\r\nconflict_journal_len:{}\r\nconflict_journal_max_len:{}\r\nconflict_traces:{}\r\nconflict_untraced_ops:{}\r\n",
+                j.total(),
+                j.len(),
+                j.capacity(),
+                ks.state().trace_len(),
+                ks.state().untraced_ops(),
+            ));
+            // One line per (key type, rule) seen: conflicts_<type>_<rule>.
+            for (t, rule, n) in j.counts() {
+                out.push_str(&format!("conflicts_{t}_{rule}:{n}\r\n"));
+            }
+            out.push_str("\r\n");
+        }
         if want("replication") {
             out.push_str(&format!(
                 "# Replication\r\nrole:active-active\r\nregion:{}\r\nregion_id:{}\r\nwrites:{}\r\nrestored_from_backup:{}\r\nversion_vector:{}\r\ndigest:{:032x}\r\nremote_ops_applied:{}\r\ncausal_buffer_ops:{}\r\n",
@@ -937,6 +954,7 @@ impl ServerHooks for Shared {
             ("snapshot-every-ops", c.snapshot_every_ops.to_string()),
             ("snapshot-every-secs", c.snapshot_every_secs.to_string()),
             ("snapshots-keep", c.snapshots_keep.to_string()),
+            ("conflict-journal-len", c.conflict_journal_len.to_string()),
             ("proto-max-bulk-len", c.proto_max_bulk_len.0.to_string()),
             (
                 "proto-max-multibulk-len",

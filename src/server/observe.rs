@@ -7,12 +7,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::{unix_ms, Shared};
-use crate::crdt::{Body, Conflict, ConflictKind, Operation};
 use crate::keyspace::Keyspace;
 use crate::metrics::consistency::OriginLag;
 use crate::metrics::{
-    conflicts_resolved, http, Exposition, FsyncKind, HistogramSnapshot, Kind, Labels, SnapshotKind,
-    NS,
+    http, Exposition, FsyncKind, HistogramSnapshot, Kind, Labels, SnapshotKind, NS,
 };
 
 /// Starts serving `GET /metrics` on `listener` until shutdown.
@@ -27,21 +25,6 @@ pub(super) fn start_endpoint(shared: &Arc<Shared>, listener: TcpListener) {
         tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
     }
     *shared.metrics_task.lock() = Some(tokio::spawn(http::serve(listener, render)));
-}
-
-/// The `type` and `rule` labels of a conflict a merge resolved.
-pub(super) fn conflict_labels(c: &Conflict, op: &Operation) -> (&'static str, &'static str) {
-    let op_type = match &op.body {
-        Body::Key(w) => w.effect.key_type().map_or("key", |t| t.name()),
-        Body::FlushAll => "key",
-    };
-    match &c.kind {
-        ConflictKind::Lww => (op_type, "lww"),
-        ConflictKind::AddWins => (op_type, "add_wins"),
-        ConflictKind::Type { winner, .. } => (winner.name(), "type"),
-        ConflictKind::IncrementsDropped => (op_type, "increments_dropped"),
-        ConflictKind::Expiry => ("key", "expiry"),
-    }
 }
 
 /// Milliseconds or `-` when there is no sample yet.
@@ -103,12 +86,13 @@ impl Shared {
             Vec::new(),
             self.clients.lock().len() as f64,
         );
-        let (vv, local_ops, keys) = {
+        let (vv, local_ops, keys, conflicts) = {
             let ks = self.keyspace.lock();
             (
                 ks.state().version_vector().clone(),
                 ks.stats.local_ops,
                 ks.len(),
+                ks.conflicts.counts().collect::<Vec<_>>(),
             )
         };
         e.gauge("braid_keys", "Keys held.", Vec::new(), keys as f64);
@@ -190,11 +174,11 @@ impl Shared {
             "Races the merge rules resolved, per key type and rule.",
             Kind::Counter,
         );
-        for (t, r, n) in conflicts_resolved() {
+        for (t, r, n) in conflicts {
             e.counter(
                 "braid_conflicts_resolved",
                 "",
-                l(&[("type", &t), ("rule", &r)]),
+                l(&[("type", t), ("rule", r)]),
                 n,
             );
         }

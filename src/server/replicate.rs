@@ -8,7 +8,6 @@ use tokio::sync::watch;
 
 use super::{unix_ms, Shared};
 use crate::config::FsyncPolicy;
-use crate::crdt::state::Applied;
 use crate::crdt::{Operation, RegionId, Seq, VersionVector};
 use crate::metrics::{FsyncKind, SnapshotKind};
 use crate::replication::ReplicaHost;
@@ -139,15 +138,7 @@ impl ReplicaHost for Shared {
             let mut stability = self.stability.lock();
             for op in &ready {
                 match ks.apply_remote(op, now) {
-                    Ok(applied) => {
-                        if let Applied::Done(conflicts) = &applied {
-                            for c in conflicts {
-                                let (key_type, rule) = super::observe::conflict_labels(c, op);
-                                crate::metrics::conflict_resolved(key_type, rule);
-                            }
-                        }
-                        stability.observe(op)
-                    }
+                    Ok(_) => stability.observe(op),
                     Err(e) => return Err(format!("operation {} cannot be applied: {e}", op.dot())),
                 }
             }

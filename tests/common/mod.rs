@@ -2,7 +2,9 @@
 //! and a simulated cluster of pure replicas.
 #![allow(dead_code)]
 
-use braid::crdt::{CausalBuffer, Content, Operation, RegionId, Replica, Stability, State};
+use braid::crdt::{
+    Applied, CausalBuffer, Conflict, Content, Operation, RegionId, Replica, Stability, State,
+};
 use std::collections::BTreeMap;
 
 /// Everything a client could read from a state, in a canonical text form
@@ -48,6 +50,8 @@ pub struct Node {
     pub replica: Replica,
     pub log: Vec<Operation>,
     pub stability: Stability,
+    /// Every conflict reported while applying remote operations.
+    pub conflicts: Vec<Conflict>,
 }
 
 impl Node {
@@ -56,6 +60,7 @@ impl Node {
             replica: Replica::new(RegionId(id)),
             log: Vec::new(),
             stability: Stability::new(RegionId(id), members.iter().map(|&m| RegionId(m))),
+            conflicts: Vec::new(),
         }
     }
 
@@ -75,9 +80,13 @@ impl Node {
         if self.replica.state.has_applied(op) {
             return;
         }
-        self.replica
+        let (applied, _) = self
+            .replica
             .receive(op, wall_ms)
             .expect("operation delivered in causal order applies");
+        if let Applied::Done(found) = applied {
+            self.conflicts.extend(found);
+        }
         self.stability.observe(op);
         self.log.push(op.clone());
     }
