@@ -8,23 +8,15 @@
 
 mod common;
 
-use braid::relay::{Direction, LinkConditions, Relay, RelayHandle};
-use common::server::{free_udp_port, gen_certs, Braid};
+use braid::relay::{Direction, LinkConditions, RelayHandle};
+use common::server::{free_udp_port, gen_certs, start_relay, wait_until, Braid};
 use redis::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long anything awaited may take.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn wait_until(what: impl Fn() -> String, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out: {}", what());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Regions in a full mesh, each directed link through its own relay.
 struct Mesh {
@@ -53,21 +45,7 @@ impl Mesh {
                 }
                 let target = SocketAddr::from(([127, 0, 0, 1], udp[b]));
                 let link = LinkConditions::delayed(Duration::from_millis(1));
-                let relay = loop {
-                    let r = rt
-                        .block_on(Relay::start(
-                            "127.0.0.1:0".parse().expect("addr"),
-                            target,
-                            link,
-                            link,
-                        ))
-                        .expect("relay starts");
-                    // Never squat a port a region is about to bind.
-                    if !udp.contains(&r.local_addr().port()) {
-                        break r;
-                    }
-                    r.stop();
-                };
+                let relay = start_relay(&rt, target, link, &udp);
                 args.push("--peer".into());
                 args.push(format!("{name}={}@{}", b + 1, relay.local_addr()));
                 relays.push(relay);
@@ -103,6 +81,7 @@ impl Mesh {
         for i in 0..mesh.servers.len() {
             let mut c = mesh.conn(i);
             wait_until(
+                WAIT,
                 || format!("region {i} never took writes"),
                 || {
                     redis::cmd("INFO")
@@ -159,6 +138,7 @@ impl Mesh {
                 .collect()
         };
         wait_until(
+            WAIT,
             || format!("no convergence: {:?}", state()),
             || state().windows(2).all(|w| w[0] == w[1]),
         );

@@ -13,26 +13,17 @@
 mod common;
 
 use common::redis::RedisServer;
-use common::server::{free_udp_port, gen_certs, Braid};
+use common::server::{free_udp_port, gen_certs, wait_until, Braid};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KB: u64 = 1024;
 const MB: u64 = 1024 * 1024;
 /// Deadline for any awaited condition.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Polls `ok` every 10 ms until it holds; panics with `what()` after `WAIT`.
-fn wait_until(what: impl Fn() -> String, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out: {}", what());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// A field of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`).
 fn proc_status(pid: u32, field: &str) -> u64 {
@@ -340,6 +331,7 @@ fn slow_reader(flags: &[&str], per_batch: u64) {
     // commands (the bystander's own INFO calls are counted out) ...
     let mut polls = 1;
     wait_until(
+        WAIT,
         || "the slow client's commands never ran".into(),
         || {
             polls += 1;
@@ -468,6 +460,7 @@ impl Cluster {
         };
         for i in 0..names.len() {
             wait_until(
+                WAIT,
                 || format!("region {i} never took writes"),
                 || cluster.info(i, "replication").contains("writes:enabled"),
             );
@@ -536,6 +529,7 @@ fn limits_stuck_peer_does_not_stall_or_grow_memory() {
     let cluster = Cluster::start(&["us", "eu", "asia"]);
     let (us, eu, asia) = (0, 1, 2);
     wait_until(
+        WAIT,
         || format!("links never came up: {}", cluster.info(us, "replication")),
         || {
             (0..3).all(|i| {
@@ -584,6 +578,7 @@ fn limits_stuck_peer_does_not_stall_or_grow_memory() {
     // The healthy peer keeps up with every write while asia is stuck.
     let caught_up = |n: u64| {
         wait_until(
+            WAIT,
             || format!("eu never received us's writes: {:?}", cluster.vv(eu)),
             || cluster.vv(eu).get(&1).copied().unwrap_or(0) >= n,
         )
@@ -620,6 +615,7 @@ fn limits_stuck_peer_does_not_stall_or_grow_memory() {
     // Once asia resumes, everything converges.
     cluster.signal(asia, "CONT");
     wait_until(
+        WAIT,
         || {
             format!(
                 "no convergence: {:?} / {:?} / {:?}",

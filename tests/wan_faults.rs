@@ -28,7 +28,7 @@
 mod common;
 
 use braid::relay::{Direction, LinkConditions, Relay, RelayHandle};
-use common::server::{free_udp_port, gen_certs, Braid};
+use common::server::{free_udp_port, gen_certs, start_relay, wait_until, Braid};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,16 +45,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// per region (unpaced, a region takes several thousand on tmpfs, which
 /// only makes the checks slower).
 const PACE: Duration = Duration::from_millis(1);
-
-/// Polls `ok` every 10 ms until it holds; panics with `what()` after
-/// `limit`.
-fn wait_until(limit: Duration, what: impl Fn() -> String, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out: {}", what());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// A version vector as `BRAID.VV` prints it (`1=5,2=7`).
 fn parse_vv(s: &str) -> BTreeMap<u16, u64> {
@@ -112,7 +102,7 @@ impl Wan {
             .enable_all()
             .build()
             .expect("runtime");
-        let ports: HashSet<u16> = regions.iter().map(|r| r.udp).collect();
+        let ports: Vec<u16> = regions.iter().map(|r| r.udp).collect();
         let mut relays = BTreeMap::new();
         for a in 0..regions.len() {
             for (b, dialed) in regions.iter().enumerate() {
@@ -120,21 +110,7 @@ impl Wan {
                     continue;
                 }
                 let target = SocketAddr::from(([127, 0, 0, 1], dialed.udp));
-                let relay = loop {
-                    let r = rt
-                        .block_on(Relay::start(
-                            "127.0.0.1:0".parse().expect("addr"),
-                            target,
-                            link,
-                            link,
-                        ))
-                        .expect("relay starts");
-                    // Never squat a port a region is about to bind.
-                    if !ports.contains(&r.local_addr().port()) {
-                        break r;
-                    }
-                    r.stop();
-                };
+                let relay = start_relay(&rt, target, link, &ports);
                 relays.insert((a, b), relay);
             }
         }

@@ -181,3 +181,37 @@ impl Drop for Braid {
         self.kill9();
     }
 }
+
+/// Polls `ok` every 10 ms until it holds; panics with `what()` after
+/// `limit`. What the tests await instead of sleeping.
+pub fn wait_until(limit: Duration, what: impl Fn() -> String, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out: {}", what());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A relay to `target` on a free loopback port that is none of `avoid`
+/// (ports regions are about to bind: a relay must never squat them).
+pub fn start_relay(
+    rt: &tokio::runtime::Runtime,
+    target: std::net::SocketAddr,
+    link: braid::relay::LinkConditions,
+    avoid: &[u16],
+) -> braid::relay::RelayHandle {
+    loop {
+        let r = rt
+            .block_on(braid::relay::Relay::start(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                target,
+                link,
+                link,
+            ))
+            .expect("relay starts");
+        if !avoid.contains(&r.local_addr().port()) {
+            return r;
+        }
+        r.stop();
+    }
+}
