@@ -621,8 +621,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the regression test and the seed generator.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("resp_parse", resp_parse),
     ("op_codec", op_codec),
     ("oplog_record", oplog_record),
