@@ -110,12 +110,16 @@ fn line<R: BufRead>(r: &mut R) -> io::Result<String> {
 /// stored) one by one, so a lying count costs nothing.
 pub(crate) fn read_reply<R: BufRead>(r: &mut R, depth: usize) -> io::Result<Reply> {
     let line = line(r)?;
-    let (kind, rest) = line.split_at(line.len().min(1));
+    // By character, not byte: a reply line starting with a multi-byte
+    // character made `split_at(1)` panic (found by fuzzing).
+    let mut chars = line.chars();
+    let kind = chars.next().map(String::from).unwrap_or_default();
+    let rest = chars.as_str();
     let int = |s: &str| {
         s.parse::<i64>()
             .map_err(|_| bad(format!("bad length {s:?}")))
     };
-    Ok(match kind {
+    Ok(match kind.as_str() {
         "+" => Reply::Simple(rest.to_string()),
         "-" => Reply::Error(rest.to_string()),
         ":" => Reply::Integer(int(rest)?),
@@ -208,6 +212,15 @@ mod tests {
         let deeper = b"*1\r\n".repeat(100_000);
         let e = parse(&deeper).expect_err("too deep");
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// Found by fuzzing: a line starting with a multi-byte character
+    /// panicked (a string split inside the character).
+    #[test]
+    fn backup_resp_multibyte_first_character_is_an_error() {
+        let e = parse("\u{7b63}rver\r\n".as_bytes()).expect_err("unknown reply type");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(parse("é\r\n".as_bytes()).is_err());
     }
 
     /// A line without end, or a bulk length announcing more than is sent,
