@@ -10,6 +10,8 @@ pub mod backup;
 pub mod command;
 pub mod config;
 pub mod crdt;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keyspace;
 pub mod metrics;
 pub mod oplog;

@@ -331,6 +331,22 @@ mod tests {
         assert!(Manifest::parse(&text.as_bytes()[..text.len() - 3]).is_err());
     }
 
+    /// A version vector whose sum overflows u64 used to panic (overflow
+    /// checks) or wrap (release) in the name check; the sum saturates now.
+    #[test]
+    fn manifest_vv_total_overflow_is_not_a_panic() {
+        let mut m = sample();
+        let name = "snapshot-18446744073709551615-1700000000100.braid";
+        m.version_vector = "1=18446744073709551615,2=7".into();
+        m.snapshot = name.into();
+        m.files[0].name = name.into();
+        let parsed = Manifest::parse(m.to_text().as_bytes()).expect("parses");
+        assert_eq!(parsed.vv().total(), u64::MAX);
+        m.snapshot = "snapshot-00000000000000000006-1700000000100.braid".into();
+        m.files[0].name = m.snapshot.clone();
+        assert!(Manifest::parse(m.to_text().as_bytes()).is_err());
+    }
+
     #[test]
     fn vv_and_times() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");

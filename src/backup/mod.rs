@@ -25,7 +25,7 @@ mod list;
 pub mod manifest;
 pub mod marker;
 mod progress;
-mod resp;
+pub(crate) mod resp;
 mod restore;
 mod verify;
 

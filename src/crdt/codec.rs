@@ -688,6 +688,19 @@ pub(crate) const MIN_SCORED: usize = 9; // a byte string and an f64
 pub(crate) const MIN_POSITION: usize = 3; // one own segment: flags, digit, idx
 pub(crate) const MIN_TAG: usize = 3; // region, seq, hlc
 
+/// Most elements reserved up front for a declared count. The count is
+/// already bounded by the input left (see [`Reader::count`]), but one byte of
+/// input can stand for an element of 30 bytes or more in memory: without this
+/// cap a 64 MiB segment declaring 64 Mi empty members would reserve 2 GiB
+/// before its first element failed to decode. Beyond the cap, vectors grow
+/// with the elements actually decoded.
+pub(crate) const PREALLOC_MAX: usize = 1024;
+
+/// What to reserve for `n` declared elements: at most [`PREALLOC_MAX`].
+pub(crate) fn prealloc(n: usize) -> usize {
+    n.min(PREALLOC_MAX)
+}
+
 /// A cursor over untrusted input; every read is bounds-checked and reports
 /// the offset of the field it failed on.
 pub(crate) struct Reader<'a> {
@@ -808,7 +821,7 @@ impl<'a> Reader<'a> {
 
     fn list(&mut self, what: &'static str) -> Result<Vec<Bytes>, DecodeError> {
         let n = self.count(what, MIN_BYTES)?;
-        let mut v = Vec::with_capacity(n);
+        let mut v = Vec::with_capacity(prealloc(n));
         for _ in 0..n {
             v.push(self.owned(what)?);
         }
@@ -893,7 +906,7 @@ impl<'a> Reader<'a> {
     /// no zero sequence.
     pub(crate) fn vv(&mut self) -> Result<VersionVector, DecodeError> {
         let n = self.count("version vector count", MIN_PAIR)?;
-        let mut pairs: SmallVec<[(RegionId, Seq); 4]> = SmallVec::with_capacity(n);
+        let mut pairs: SmallVec<[(RegionId, Seq); 4]> = SmallVec::with_capacity(prealloc(n));
         let mut prev: Option<RegionId> = None;
         for _ in 0..n {
             let offset = self.pos;
@@ -914,7 +927,7 @@ impl<'a> Reader<'a> {
     /// The dependencies without the origin's entry, which is restored.
     fn deps(&mut self, origin: RegionId, seq: Seq) -> Result<VersionVector, DecodeError> {
         let n = self.count("deps count", MIN_PAIR)?;
-        let mut pairs: SmallVec<[(RegionId, Seq); 4]> = SmallVec::with_capacity(n + 1);
+        let mut pairs: SmallVec<[(RegionId, Seq); 4]> = SmallVec::with_capacity(prealloc(n) + 1);
         let mut prev: Option<RegionId> = None;
         for _ in 0..n {
             let offset = self.pos;
@@ -994,7 +1007,7 @@ impl<'a> Reader<'a> {
         own: (RegionId, Seq),
     ) -> Result<Vec<Position>, DecodeError> {
         let n = self.count(what, MIN_POSITION)?;
-        let mut v = Vec::with_capacity(n);
+        let mut v = Vec::with_capacity(prealloc(n));
         for _ in 0..n {
             v.push(self.position(own)?);
         }
@@ -1030,7 +1043,7 @@ impl<'a> Reader<'a> {
             tag::SET_REM => Effect::SetRem(self.list("members")?),
             tag::HASH_SET => {
                 let n = self.count("field count", MIN_PAIR)?;
-                let mut fv = Vec::with_capacity(n);
+                let mut fv = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     fv.push((self.owned("field")?, self.owned("value")?));
                 }
@@ -1043,7 +1056,7 @@ impl<'a> Reader<'a> {
             },
             tag::ZADD => {
                 let n = self.count("member count", MIN_SCORED)?;
-                let mut ms = Vec::with_capacity(n);
+                let mut ms = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     ms.push((self.owned("member")?, self.score()?));
                 }
@@ -1056,7 +1069,7 @@ impl<'a> Reader<'a> {
             tag::ZREM => Effect::ZRem(self.list("members")?),
             tag::LIST_INSERT => {
                 let n = self.count("element count", MIN_POSITION + 1)?;
-                let mut items = Vec::with_capacity(n);
+                let mut items = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     items.push((self.position(own)?, self.owned("element value")?));
                 }

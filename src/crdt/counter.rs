@@ -261,7 +261,7 @@ impl<B: Clone> Counter<B> {
         B: BaseValue,
     {
         let n = r.count("base count", B::MIN_LEN + MIN_TAG + 1)?;
-        let mut bases = SmallVec::with_capacity(n);
+        let mut bases = SmallVec::with_capacity(codec::prealloc(n));
         for _ in 0..n {
             let value = B::read(r)?;
             let tag = r.tag()?;
@@ -272,7 +272,7 @@ impl<B: Clone> Counter<B> {
             bases.push(Base { value, tag, covers });
         }
         let n = r.count("increment count", MIN_TAG + 2)?;
-        let mut incs = Vec::with_capacity(n);
+        let mut incs = Vec::with_capacity(codec::prealloc(n));
         for _ in 0..n {
             let tag = r.tag()?;
             let delta = r.delta()?;

@@ -111,7 +111,7 @@ impl ExpiryRegister {
     /// Reads what [`encode`](Self::encode) wrote.
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("expiry count", MIN_TAG + 1)?;
-        let mut entries = SmallVec::with_capacity(n);
+        let mut entries = SmallVec::with_capacity(codec::prealloc(n));
         for _ in 0..n {
             let t = r.tag()?;
             let at = match super::counter::flag(r, "deadline flag")? {

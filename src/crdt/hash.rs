@@ -167,7 +167,7 @@ impl HashContent {
         // Name, tags (count + one tag), empty counter (three bytes).
         let n = r.count("field count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = HashContent {
-            fields: IndexMap::with_capacity(n),
+            fields: IndexMap::with_capacity(codec::prealloc(n)),
             acc: Accumulator::default(),
         };
         for _ in 0..n {

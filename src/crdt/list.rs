@@ -168,7 +168,7 @@ impl ListContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("element count", MIN_TAG + MIN_POSITION + MIN_BYTES)?;
         let mut acc = Accumulator::default();
-        let mut items: Vec<(Position, Element)> = Vec::with_capacity(n);
+        let mut items: Vec<(Position, Element)> = Vec::with_capacity(codec::prealloc(n));
         for _ in 0..n {
             let written = r.tag()?;
             let offset = r.pos();

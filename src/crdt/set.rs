@@ -118,7 +118,7 @@ impl SetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG)?;
         let mut c = SetContent {
-            members: IndexMap::with_capacity(n),
+            members: IndexMap::with_capacity(codec::prealloc(n)),
             acc: Accumulator::default(),
         };
         for _ in 0..n {

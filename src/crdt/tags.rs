@@ -76,7 +76,7 @@ impl Tags {
                 what: "empty tag set",
             });
         }
-        let mut tags = SmallVec::with_capacity(n);
+        let mut tags = SmallVec::with_capacity(codec::prealloc(n));
         for _ in 0..n {
             tags.push(r.tag()?);
         }

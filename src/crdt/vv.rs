@@ -110,8 +110,12 @@ impl VersionVector {
     }
 
     /// Sum of all entries: how many operations this vector covers.
+    /// Saturates: a vector decoded from hostile bytes (a snapshot header, a
+    /// backup manifest) can hold sequences whose sum overflows.
     pub fn total(&self) -> u64 {
-        self.entries.iter().map(|e| e.1).sum()
+        self.entries
+            .iter()
+            .fold(0, |sum, e| sum.saturating_add(e.1))
     }
 }
 
@@ -131,6 +135,14 @@ impl fmt::Display for VersionVector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vv_total_saturates_instead_of_overflowing() {
+        let vv = VersionVector::from_entries([(RegionId(1), u64::MAX), (RegionId(2), 5)]);
+        assert_eq!(vv.total(), u64::MAX);
+        let vv = VersionVector::from_entries([(RegionId(1), 3), (RegionId(2), 5)]);
+        assert_eq!(vv.total(), 8);
+    }
 
     fn vv(p: &[(u16, u64)]) -> VersionVector {
         VersionVector::from_entries(p.iter().map(|&(r, s)| (RegionId(r), s)))

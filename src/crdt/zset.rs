@@ -215,7 +215,7 @@ impl ZSetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = ZSetContent {
-            members: IndexMap::with_capacity(n),
+            members: IndexMap::with_capacity(codec::prealloc(n)),
             by_score: BTreeSet::new(),
             acc: Accumulator::default(),
         };

@@ -283,8 +283,13 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     if len > max_len {
         return Err(MessageError::TooLong { len, max: max_len });
     }
-    let mut frame = vec![0u8; len as usize];
-    r.read_exact(&mut frame).await?;
+    // Grows as the bytes arrive: a peer that announces a long frame and
+    // stalls holds no more memory than it sent.
+    let mut frame = Vec::new();
+    r.take(len).read_to_end(&mut frame).await?;
+    if (frame.len() as u64) < len {
+        return Err(MessageError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Message::decode(Bytes::from(frame)).map(Some)
 }
 
