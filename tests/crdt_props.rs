@@ -12,6 +12,25 @@ use proptest::prelude::*;
 
 /// A causally valid delivery of `all` in a random order, with duplicates:
 /// the permutation is applied, then a causal buffer restores causality.
+/// Each node after receiving every operation of `all` in its own shuffled
+/// order (node `i` uses `seeds[i]`), with duplicates.
+fn deliver_everything(
+    nodes: &[Node],
+    all: &[Operation],
+    seeds: &[Vec<usize>],
+    end: u64,
+) -> Vec<Node> {
+    nodes
+        .iter()
+        .zip(seeds)
+        .map(|(node, seed)| {
+            let mut n = node.clone();
+            n.deliver_any_order(&shuffled(all, seed), end);
+            n
+        })
+        .collect()
+}
+
 fn shuffled(all: &[Operation], seed: &[usize]) -> Vec<Operation> {
     let mut ops = all.to_vec();
     for (i, &s) in seed.iter().enumerate() {
@@ -104,12 +123,7 @@ proptest! {
     ) {
         let (nodes, all) = run(&steps);
         let end = T0 + 1_000_000;
-        let mut finals = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
-            let mut n = node.clone();
-            n.deliver_any_order(&shuffled(&all, &seeds[i]), end);
-            finals.push(n);
-        }
+        let mut finals = deliver_everything(&nodes, &all, &seeds, end);
         let mut fresh = Node::new(9, &REGIONS);
         fresh.deliver_any_order(&shuffled(&all, &seeds[3]), end);
         finals.push(fresh);
@@ -127,12 +141,7 @@ proptest! {
         let mut nodes = vec![Node::new(1, &[1, 2]), Node::new(2, &[1, 2])];
         let (_, all) = run_on(&mut nodes, &steps, T0);
         let end = T0 + 1_000_000;
-        let mut finals = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
-            let mut n = node.clone();
-            n.deliver_any_order(&shuffled(&all, &seeds[i]), end);
-            finals.push(n);
-        }
+        let mut finals = deliver_everything(&nodes, &all, &seeds, end);
         let mut fresh = Node::new(9, &[1, 2]);
         fresh.deliver_any_order(&shuffled(&all, &seeds[2]), end);
         finals.push(fresh);
@@ -149,12 +158,7 @@ proptest! {
     ) {
         let (nodes, all) = run(&steps);
         let end = T0 + 1_000_000;
-        let mut finals = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
-            let mut n = node.clone();
-            n.deliver_any_order(&shuffled(&all, &seeds[i]), end);
-            finals.push(n);
-        }
+        let finals = deliver_everything(&nodes, &all, &seeds, end);
         assert_same(&finals)?;
         // A fresh region receiving everything in yet another order agrees.
         let mut fresh = Node::new(9, &REGIONS);

@@ -21,25 +21,12 @@ KEYS=${KEYS:-"1000000 10000000"}
 JOIN=${JOIN:-1}             # 1: also time a new region / replica joining
 JOIN_KEYS=${JOIN_KEYS:-1000000}
 
-for tool in redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y redis-server redis-tools" >&2; exit 1; }
-done
+# shellcheck source=tools/lib.sh
+source tools/lib.sh
+need redis-server redis-cli python3
+build_braid
+setup_work
 
-echo "building braid-server (release)…" >&2
-cargo build --release --bin braid-server >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/braid-server"
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 

@@ -14,24 +14,12 @@ CLIENTS=${CLIENTS:-50}
 TESTS=${TESTS:-set,get,incr,sadd,hset,lpush,zadd}
 PIPELINES=${PIPELINES:-"1 16"}
 
-for tool in redis-server redis-benchmark redis-cli; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y redis-server redis-tools" >&2; exit 1; }
-done
+# shellcheck source=tools/lib.sh
+source tools/lib.sh
+need redis-server redis-benchmark redis-cli
+build_braid
+setup_work
 
-echo "building braid-server (release)…" >&2
-cargo build --release --bin braid-server >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/braid-server"
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 1 300); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
 
 start_redis() { # name, extra args…
