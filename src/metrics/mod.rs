@@ -184,7 +184,8 @@ pub enum FsyncKind {
     GroupCommit,
     /// The background sync under `everysec` / `no` with replication.
     Background,
-    /// Peers' operations, written and synced before they are applied.
+    /// Peers' operations, synced after they are applied and before they
+    /// are acknowledged.
     Replicated,
 }
 

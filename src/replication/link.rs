@@ -32,6 +32,10 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// Bytes in flight before the sender waits for acks: bounds what a slow or
 /// stuck peer makes this region hold (QUIC keeps unacknowledged data).
 const MAX_IN_FLIGHT_BYTES: usize = 16 << 20;
+/// Bytes in flight below which the link keeps up and segments go out at
+/// once: waiting there would only add to the lag. Above it the link is busy
+/// or slow, and the batch window grows with the backlog.
+const BATCH_AFTER_BYTES: usize = 64 << 10;
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -378,18 +382,20 @@ async fn run_sender<H: ReplicaHost>(
             s.segments.window.record_duration(window);
         });
 
-        // Adaptive batching: an idle link sends at once; while segments
-        // are in flight, wait a window that grows with the round-trip time
-        // and the backlog, so that more operations share the next segment.
-        let (in_flight, srtt) = {
+        // Adaptive batching: a link that keeps up sends at once; once more
+        // than BATCH_AFTER_BYTES are in flight (a busy or slow link), wait a
+        // window that grows with the round-trip time and the backlog, so
+        // that more operations share the next segment.
+        let (in_flight_bytes, srtt) = {
             let f = inflight.lock();
-            (f.segments.len(), f.srtt.unwrap_or_default())
+            (f.bytes, f.srtt.unwrap_or_default())
         };
         let full = ops.len() >= max_ops || bytes >= max_bytes;
-        window = if in_flight <= 1 || full {
+        window = if in_flight_bytes <= BATCH_AFTER_BYTES || full {
             Duration::ZERO
         } else {
-            (srtt / 4 * in_flight as u32).min(max_delay)
+            let backlog = (in_flight_bytes / BATCH_AFTER_BYTES).min(1024) as u32;
+            (srtt / 4 * backlog).min(max_delay)
         };
         let deadline = tokio::time::Instant::now() + window;
         loop {

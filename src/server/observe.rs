@@ -142,7 +142,7 @@ impl Shared {
         for kind in FsyncKind::ALL {
             e.histogram(
                 "braid_fsync_duration_seconds",
-                "Op-log fsync latency: group_commit (write and fsync under fsync always), background (everysec/no with replication), replicated (peers' operations, synced before they are applied).",
+                "Op-log fsync latency: group_commit (write and fsync under fsync always), background (everysec/no with replication), replicated (peers' operations, synced after they are written and applied, before they are acknowledged).",
                 l(&[("kind", kind.label())]),
                 self.metrics.fsync_histogram(kind),
                 NS,

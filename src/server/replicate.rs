@@ -70,10 +70,17 @@ impl Shared {
 
 impl ReplicaHost for Shared {
     fn durable_vv(&self) -> VersionVector {
-        let mut vv = self.keyspace.lock().state().version_vector().clone();
-        // Remote operations are synced before they are applied; our own
-        // count only once synced (a peer must never hold an operation this
-        // region could lose in a crash and then reissue).
+        let mut vv = {
+            let ks = self.keyspace.lock();
+            // Read under the keyspace lock, which `receive` holds when it
+            // sets it, so a batch being synced is never counted.
+            match &*self.unsynced_remote.lock() {
+                Some(before) => before.clone(),
+                None => ks.state().version_vector().clone(),
+            }
+        };
+        // Our own operations count only once synced (a peer must never hold
+        // an operation this region could lose in a crash and then reissue).
         let own = self.own_synced().min(vv.get(self.region));
         vv.set(self.region, own);
         vv
@@ -123,30 +130,50 @@ impl ReplicaHost for Shared {
         if ready.is_empty() {
             return Ok(());
         }
-        // Persisted and synced before anyone can read them, whatever the
-        // fsync policy: an acknowledged segment must survive a crash.
+        // Written to the log, then applied, then synced: readers see the
+        // batch without waiting for the fsync. Peers are told we hold it
+        // (`durable_vv`) only once synced, so a crash before the sync loses
+        // nothing acknowledged: the senders still have it and resend it. A
+        // local write that read it is synced after it (one write-ahead log).
         let log = self.log.clone();
-        let t0 = std::time::Instant::now();
-        let ready = tokio::task::spawn_blocking(move || log.append(&ready, true).map(|()| ready))
+        let ready = tokio::task::spawn_blocking(move || log.append(&ready, false).map(|()| ready))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
         let now = unix_ms();
-        {
+        let applied = {
             let mut ks = self.keyspace.lock();
+            *self.unsynced_remote.lock() = Some(ks.state().version_vector().clone());
             let mut stability = self.stability.lock();
+            let mut applied = Ok(());
             for op in &ready {
                 match ks.apply_remote(op, now) {
                     Ok(_) => stability.observe(op),
-                    Err(e) => return Err(format!("operation {} cannot be applied: {e}", op.dot())),
+                    Err(e) => {
+                        applied = Err(format!("operation {} cannot be applied: {e}", op.dot()));
+                        break;
+                    }
                 }
             }
             let vv = ks.state().version_vector();
             self.metrics
                 .consistency
                 .applied(now, |origin| vv.get(RegionId(origin)));
+            applied
+        };
+        let log = self.log.clone();
+        let t0 = std::time::Instant::now();
+        let synced = tokio::task::spawn_blocking(move || log.sync())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
+        if synced.is_ok() {
+            *self.unsynced_remote.lock() = None;
         }
+        // A failed sync leaves the batch uncounted: peers keep resending it.
+        synced?;
+        applied?;
         // Runs of one origin (segments are grouped by origin).
         let mut run: Option<(RegionId, u64)> = None;
         for op in &ready {
