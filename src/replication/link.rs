@@ -665,109 +665,157 @@ async fn receive_segments<H: ReplicaHost>(
         }
     });
     let _abort_reader = AbortOnDrop(reader);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last_id = 0;
-    let mut last_reported = VersionVector::new();
-    loop {
-        let msg = tokio::select! {
-            m = frames.recv() => m,
-            _ = tick.tick() => {
-                let durable = host.durable_vv();
-                if durable != last_reported {
-                    write_message(send, &Message::Ack { id: last_id, durable: durable.clone() })
-                        .await
-                        .map_err(conn_err)?;
-                    last_reported = durable;
+    // Received batches are applied at once and acknowledged by `send_acks`
+    // once synced, so that the next batch is applied during the sync.
+    let (acks, queued_acks) = tokio::sync::mpsc::channel(64);
+    let receiving = async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_id = 0;
+        loop {
+            let msg = tokio::select! {
+                m = frames.recv() => m,
+                _ = tick.tick() => {
+                    let _ = acks.send(AckJob { id: last_id, ticket: AckJob::ANY, always: false }).await;
+                    continue;
                 }
-                continue;
-            }
-        };
-        let msg = match msg {
-            Some(Ok(Some(m))) => m,
-            Some(Ok(None)) | None => return Ok(()),
-            Some(Err(e)) => return Err(conn_err(e)),
-        };
-        let (id, bytes) = match msg {
-            Message::Segment { id, bytes } => (id, bytes),
-            Message::SnapshotBegin { len, covers } => {
-                receive_snapshot(host, name, len, &covers, &mut frames).await?;
-                let durable = host.durable_vv();
-                write_message(
-                    send,
-                    &Message::Ack {
-                        id: last_id,
-                        durable: durable.clone(),
-                    },
-                )
-                .await
-                .map_err(conn_err)?;
-                last_reported = durable;
-                continue;
-            }
-            Message::Heartbeat {
-                origin,
-                seq,
-                unix_ms,
-            } => {
-                heard_heartbeat(repl, host, name, origin, seq, unix_ms);
-                continue;
-            }
-            other => {
-                return Err(LinkError::Protocol(format!(
-                    "expected a segment, got {other:?}"
-                )))
-            }
-        };
-        // Segments that queued up while the last batch was synced go
-        // through together: one fsync and one ack for all of them, so a
-        // busy link costs the receiver one sync per batch, not per segment.
-        let mut ops = decode_counted(repl, name, id, &bytes, &limits)?;
-        let mut id = id;
-        let mut queued = bytes.len();
-        while queued < RECEIVE_BATCH_BYTES {
-            match frames.try_recv() {
-                Ok(Ok(Some(Message::Segment { id: next, bytes }))) => {
-                    ops.extend(decode_counted(repl, name, next, &bytes, &limits)?);
-                    queued += bytes.len();
-                    id = next;
+            };
+            let msg = match msg {
+                Some(Ok(Some(m))) => m,
+                Some(Ok(None)) | None => return Ok(()),
+                Some(Err(e)) => return Err(conn_err(e)),
+            };
+            let (id, bytes) = match msg {
+                Message::Segment { id, bytes } => (id, bytes),
+                Message::SnapshotBegin { len, covers } => {
+                    receive_snapshot(host, name, len, &covers, &mut frames).await?;
+                    let _ = acks
+                        .send(AckJob {
+                            id: last_id,
+                            ticket: 0,
+                            always: true,
+                        })
+                        .await;
+                    continue;
                 }
-                Ok(Ok(Some(Message::Heartbeat {
+                Message::Heartbeat {
                     origin,
                     seq,
                     unix_ms,
-                }))) => heard_heartbeat(repl, host, name, origin, seq, unix_ms),
-                Ok(Ok(Some(other))) => {
-                    // Only segments and heartbeats follow segments.
+                } => {
+                    heard_heartbeat(repl, host, name, origin, seq, unix_ms);
+                    continue;
+                }
+                other => {
                     return Err(LinkError::Protocol(format!(
                         "expected a segment, got {other:?}"
-                    )));
+                    )))
                 }
-                Ok(Ok(None)) => {
-                    host.receive(filter_own(host, name, me, ops))
-                        .await
-                        .map_err(LinkError::Local)?;
-                    return Ok(());
+            };
+            // Segments that queued up while the last batch was applied go
+            // through together: one apply, one fsync and one ack for all.
+            let mut ops = decode_counted(repl, name, id, &bytes, &limits)?;
+            let mut id = id;
+            let mut queued = bytes.len();
+            while queued < RECEIVE_BATCH_BYTES {
+                match frames.try_recv() {
+                    Ok(Ok(Some(Message::Segment { id: next, bytes }))) => {
+                        ops.extend(decode_counted(repl, name, next, &bytes, &limits)?);
+                        queued += bytes.len();
+                        id = next;
+                    }
+                    Ok(Ok(Some(Message::Heartbeat {
+                        origin,
+                        seq,
+                        unix_ms,
+                    }))) => heard_heartbeat(repl, host, name, origin, seq, unix_ms),
+                    Ok(Ok(Some(other))) => {
+                        // Only segments and heartbeats follow segments.
+                        return Err(LinkError::Protocol(format!(
+                            "expected a segment, got {other:?}"
+                        )));
+                    }
+                    Ok(Ok(None)) => {
+                        host.receive(filter_own(host, name, me, ops))
+                            .await
+                            .map_err(LinkError::Local)?;
+                        return Ok(());
+                    }
+                    Ok(Err(e)) => return Err(conn_err(e)),
+                    Err(_) => break,
                 }
-                Ok(Err(e)) => return Err(conn_err(e)),
-                Err(_) => break,
             }
+            let ticket = host
+                .receive(filter_own(host, name, me, ops))
+                .await
+                .map_err(LinkError::Local)?;
+            if acks
+                .send(AckJob {
+                    id,
+                    ticket,
+                    always: true,
+                })
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            last_id = id;
         }
-        host.receive(filter_own(host, name, me, ops))
+    };
+    tokio::try_join!(receiving, send_acks(host, send, queued_acks)).map(|_| ())
+}
+
+/// An acknowledgement to send once what it covers is synced.
+struct AckJob {
+    /// The last segment it acknowledges.
+    id: u64,
+    /// From `ReplicaHost::receive`: what must be synced first.
+    ticket: u64,
+    /// Sent even if the durable vector has not changed.
+    always: bool,
+}
+
+impl AckJob {
+    /// Syncs whatever is applied and not yet synced.
+    const ANY: u64 = u64::MAX;
+}
+
+/// Sends acks in order, each once its batch is synced; jobs that queue up
+/// meanwhile share one sync and one ack.
+async fn send_acks<H: ReplicaHost>(
+    host: &H,
+    send: &mut quinn::SendStream,
+    mut jobs: tokio::sync::mpsc::Receiver<AckJob>,
+) -> Result<(), LinkError> {
+    let mut last_reported = VersionVector::new();
+    let mut last_id = 0;
+    while let Some(mut job) = jobs.recv().await {
+        while let Ok(next) = jobs.try_recv() {
+            job = AckJob {
+                id: job.id.max(next.id),
+                ticket: job.ticket.max(next.ticket),
+                always: job.always || next.always,
+            };
+        }
+        host.make_durable(job.ticket)
             .await
             .map_err(LinkError::Local)?;
         let durable = host.durable_vv();
-        write_message(
-            send,
-            &Message::Ack {
-                id,
-                durable: durable.clone(),
-            },
-        )
-        .await
-        .map_err(conn_err)?;
-        last_id = id;
-        last_reported = durable;
+        if job.always || job.id > last_id || durable != last_reported {
+            write_message(
+                send,
+                &Message::Ack {
+                    id: job.id,
+                    durable: durable.clone(),
+                },
+            )
+            .await
+            .map_err(conn_err)?;
+            last_reported = durable;
+            last_id = job.id;
+        }
     }
+    Ok(())
 }
 
 /// Records a heartbeat from the link. A copy of a heartbeat already heard

@@ -45,10 +45,15 @@ pub trait ReplicaHost: Send + Sync + 'static {
         max_ops: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Operation>, usize), String>;
-    /// Persists (synced) and applies operations received from a peer, in
+    /// Writes to the op log and applies operations received from a peer, in
     /// causal order, holding back those whose dependencies are missing.
-    /// Returns once everything applicable is durable and applied.
-    fn receive(&self, ops: Vec<Operation>) -> impl Future<Output = Result<(), String>> + Send;
+    /// Returns once everything applicable is applied (readers see it), with
+    /// the ticket to pass to `make_durable` before acknowledging it.
+    fn receive(&self, ops: Vec<Operation>) -> impl Future<Output = Result<u64, String>> + Send;
+    /// Syncs what `receive` returned `ticket` for (and all before it);
+    /// `u64::MAX`: whatever is applied and not yet synced. Until then
+    /// `durable_vv` does not count it.
+    fn make_durable(&self, ticket: u64) -> impl Future<Output = Result<(), String>> + Send;
     /// Bumped whenever the log gains operations a peer could be sent.
     fn log_changed(&self) -> watch::Receiver<u64>;
     /// A peer's durable version vector (for stability and log truncation).

@@ -135,9 +135,8 @@ pub struct Shared {
     /// Operations from peers waiting for their dependencies.
     causal: tokio::sync::Mutex<CausalBuffer>,
     causal_waiting: AtomicU64,
-    /// While a received batch is applied but not yet synced: what was
-    /// durable before it, which is all peers may be told we hold.
-    unsynced_remote: Mutex<Option<crate::crdt::VersionVector>>,
+    /// Received batches applied but not yet synced.
+    unsynced_remote: Mutex<replicate::UnsyncedBatches>,
     /// What every region has seen, for metadata collection.
     stability: Mutex<Stability>,
     /// Bumped when the log gains operations peers may be sent.
@@ -359,7 +358,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         own_claimed: AtomicU64::new(0),
         causal: tokio::sync::Mutex::new(CausalBuffer::new()),
         causal_waiting: AtomicU64::new(0),
-        unsynced_remote: Mutex::new(None),
+        unsynced_remote: Mutex::new(replicate::UnsyncedBatches::default()),
         stability: Mutex::new(stability),
         log_version,
         replication: std::sync::OnceLock::new(),

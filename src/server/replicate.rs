@@ -74,8 +74,8 @@ impl ReplicaHost for Shared {
             let ks = self.keyspace.lock();
             // Read under the keyspace lock, which `receive` holds when it
             // sets it, so a batch being synced is never counted.
-            match &*self.unsynced_remote.lock() {
-                Some(before) => before.clone(),
+            match self.unsynced_remote.lock().pending.front() {
+                Some((_, before)) => before.clone(),
                 None => ks.state().version_vector().clone(),
             }
         };
@@ -99,9 +99,9 @@ impl ReplicaHost for Shared {
             .map_err(|e| e.to_string())
     }
 
-    async fn receive(&self, ops: Vec<Operation>) -> Result<(), String> {
+    async fn receive(&self, ops: Vec<Operation>) -> Result<u64, String> {
         if ops.is_empty() {
-            return Ok(());
+            return Ok(self.unsynced_remote.lock().latest());
         }
         // One receiver at a time: what one releases from the causal buffer
         // must be applied before another looks at the buffer.
@@ -128,52 +128,36 @@ impl ReplicaHost for Shared {
         }
         self.causal_waiting.store(buffer.len() as u64, Relaxed);
         if ready.is_empty() {
-            return Ok(());
+            return Ok(self.unsynced_remote.lock().latest());
         }
-        // Written to the log, then applied, then synced: readers see the
-        // batch without waiting for the fsync. Peers are told we hold it
-        // (`durable_vv`) only once synced, so a crash before the sync loses
-        // nothing acknowledged: the senders still have it and resend it. A
-        // local write that read it is synced after it (one write-ahead log).
-        let log = self.log.clone();
-        let ready = tokio::task::spawn_blocking(move || log.append(&ready, false).map(|()| ready))
-            .await
-            .map_err(|e| e.to_string())?
+        // Written to the log, then applied: readers see the batch without
+        // waiting for an fsync. Peers are told we hold it (`durable_vv`)
+        // only once `make_durable` has synced it, so a crash before that
+        // loses nothing acknowledged: the senders still have it and resend
+        // it. A local write that read it is synced after it (one write-ahead
+        // log).
+        tokio::task::block_in_place(|| self.log.append(&ready, false))
             .map_err(|e| e.to_string())?;
         let now = unix_ms();
-        let applied = {
+        let ticket;
+        {
             let mut ks = self.keyspace.lock();
-            *self.unsynced_remote.lock() = Some(ks.state().version_vector().clone());
+            ticket = self
+                .unsynced_remote
+                .lock()
+                .push(ks.state().version_vector().clone());
             let mut stability = self.stability.lock();
-            let mut applied = Ok(());
             for op in &ready {
                 match ks.apply_remote(op, now) {
                     Ok(_) => stability.observe(op),
-                    Err(e) => {
-                        applied = Err(format!("operation {} cannot be applied: {e}", op.dot()));
-                        break;
-                    }
+                    Err(e) => return Err(format!("operation {} cannot be applied: {e}", op.dot())),
                 }
             }
             let vv = ks.state().version_vector();
             self.metrics
                 .consistency
                 .applied(now, |origin| vv.get(RegionId(origin)));
-            applied
-        };
-        let log = self.log.clone();
-        let t0 = std::time::Instant::now();
-        let synced = tokio::task::spawn_blocking(move || log.sync())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
-        if synced.is_ok() {
-            *self.unsynced_remote.lock() = None;
         }
-        // A failed sync leaves the batch uncounted: peers keep resending it.
-        synced?;
-        applied?;
         // Runs of one origin (segments are grouped by origin).
         let mut run: Option<(RegionId, u64)> = None;
         for op in &ready {
@@ -192,6 +176,31 @@ impl ReplicaHost for Shared {
         self.stats.remote_ops.fetch_add(ready.len() as u64, Relaxed);
         self.log_version.send_modify(|v| *v += 1);
         self.maybe_end_peer_sync();
+        Ok(ticket)
+    }
+
+    async fn make_durable(&self, ticket: u64) -> Result<(), String> {
+        let upto = {
+            let batches = self.unsynced_remote.lock();
+            if batches
+                .pending
+                .front()
+                .is_none_or(|(first, _)| *first > ticket)
+            {
+                return Ok(());
+            }
+            // Every batch with a ticket is already in the log: one sync
+            // covers them all.
+            batches.latest()
+        };
+        let log = self.log.clone();
+        let t0 = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || log.sync())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot sync received operations: {e}"))?;
+        self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
+        self.unsynced_remote.lock().synced(upto);
         Ok(())
     }
 
@@ -301,6 +310,36 @@ impl ReplicaHost for Shared {
     }
 }
 
+/// Received batches that are applied but not yet synced, oldest first.
+#[derive(Default)]
+pub(super) struct UnsyncedBatches {
+    /// Ticket and the version vector before the batch was applied: the
+    /// oldest one's is what the region durably holds of others.
+    pending: std::collections::VecDeque<(u64, VersionVector)>,
+    last: u64,
+}
+
+impl UnsyncedBatches {
+    /// Registers a batch about to be applied; returns its ticket.
+    fn push(&mut self, before: VersionVector) -> u64 {
+        self.last += 1;
+        self.pending.push_back((self.last, before));
+        self.last
+    }
+
+    /// The newest ticket handed out.
+    fn latest(&self) -> u64 {
+        self.last
+    }
+
+    /// Batches up to `ticket` are synced.
+    fn synced(&mut self, ticket: u64) {
+        while self.pending.front().is_some_and(|(t, _)| *t <= ticket) {
+            self.pending.pop_front();
+        }
+    }
+}
+
 /// How often `everysec` and `no` sync in the background: with peers, often
 /// enough that replication is not held back by the sync (own operations
 /// leave the region only once synced), once a second otherwise.
@@ -329,4 +368,34 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), crate::replication::Repl
     )?;
     let _ = shared.replication.set(repl);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(n: u64) -> VersionVector {
+        let mut v = VersionVector::new();
+        v.set(RegionId(2), n);
+        v
+    }
+
+    #[test]
+    fn unsynced_batches_report_what_was_durable_before_the_oldest() {
+        let mut b = UnsyncedBatches::default();
+        assert_eq!(b.latest(), 0);
+        let t1 = b.push(vv(10));
+        let t2 = b.push(vv(20));
+        assert!(t2 > t1);
+        assert_eq!(b.pending.front().map(|(_, v)| v.get(RegionId(2))), Some(10));
+        // A sync that started after the first batch only.
+        b.synced(t1);
+        assert_eq!(b.pending.front().map(|(_, v)| v.get(RegionId(2))), Some(20));
+        // A stale sync changes nothing; one covering the latest empties it.
+        b.synced(t1);
+        assert_eq!(b.pending.len(), 1);
+        b.synced(b.latest());
+        assert!(b.pending.is_empty());
+        assert_eq!(b.push(vv(30)), t2 + 1);
+    }
 }
