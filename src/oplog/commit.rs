@@ -31,6 +31,8 @@ pub enum Durable {
 struct Batch {
     ops: Vec<Operation>,
     lsn: u64,
+    /// Ticket of a batch of peers' operations (0: local operations).
+    remote: u64,
 }
 
 /// Counters shown by `INFO persistence`.
@@ -45,13 +47,31 @@ pub struct CommitStats {
 /// Durability progress shared by the writer and the waiting connections.
 /// Waiters are woken individually, when their own lsn is durable: waking
 /// every connection on every commit costs more than the commit.
-#[derive(Default)]
 struct Progress {
     durable: AtomicU64,
     /// Up to here the log is also fsync'd: what may leave the region.
     synced: AtomicU64,
     failed: AtomicBool,
+    /// Peers' batches written to the log, and synced, up to this ticket.
+    remote_written: AtomicU64,
+    remote_synced: AtomicU64,
+    /// Bumped when `remote_written` advances or the log fails.
+    remote_tx: tokio::sync::watch::Sender<u64>,
     waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<bool>>>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            durable: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            remote_written: AtomicU64::new(0),
+            remote_synced: AtomicU64::new(0),
+            remote_tx: tokio::sync::watch::channel(0).0,
+            waiters: Mutex::default(),
+        }
+    }
 }
 
 impl Progress {
@@ -83,6 +103,7 @@ impl Progress {
         for tx in all.into_values().flatten() {
             let _ = tx.send(false);
         }
+        self.remote_tx.send_modify(|_| {});
     }
 }
 
@@ -97,6 +118,8 @@ pub struct Committer {
     /// Bumped whenever `synced` advances (replication follows it).
     synced_tx: Arc<tokio::sync::watch::Sender<u64>>,
     threads: Arc<Mutex<Threads>>,
+    /// Last ticket handed to a batch of peers' operations.
+    remote_tickets: Arc<AtomicU64>,
 }
 
 /// The threads to join on close, and the fsync thread's stop signal.
@@ -171,11 +194,13 @@ impl Committer {
                     while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval)
                     {
                         let upto = p.durable.load(Ordering::Acquire);
+                        let remote = p.remote_written.load(Ordering::Acquire);
                         let t0 = std::time::Instant::now();
                         let result = sync_log.sync();
                         metrics.fsync(FsyncKind::Background, t0.elapsed());
                         match result {
                             Ok(()) => {
+                                p.remote_synced.fetch_max(remote, Ordering::AcqRel);
                                 if p.synced.fetch_max(upto, Ordering::AcqRel) < upto {
                                     n.send_modify(|v| *v += 1);
                                 }
@@ -197,6 +222,7 @@ impl Committer {
             stats,
             synced_tx: synced,
             threads: Arc::new(Mutex::new(threads)),
+            remote_tickets: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -208,7 +234,9 @@ impl Committer {
     /// Makes everything written so far synced now (shutdown, tests).
     pub fn sync_now(&self, log: &OpLog) -> Result<(), super::OpLogError> {
         let upto = self.progress.durable.load(Ordering::Acquire);
+        let remote = self.progress.remote_written.load(Ordering::Acquire);
         log.sync()?;
+        self.remote_synced_upto(remote);
         if self.progress.synced.fetch_max(upto, Ordering::AcqRel) < upto {
             self.synced_tx.send_modify(|v| *v += 1);
         }
@@ -235,14 +263,73 @@ impl Committer {
     /// the group commit. Must be called in `lsn` order (the keyspace lock
     /// guarantees it).
     pub fn submit(&self, ops: Vec<Operation>, lsn: u64) {
-        let sent = self
-            .tx
-            .as_ref()
-            .is_some_and(|tx| tx.send(Some(Batch { ops, lsn })).is_ok());
+        let sent = self.tx.as_ref().is_some_and(|tx| {
+            tx.send(Some(Batch {
+                ops,
+                lsn,
+                remote: 0,
+            }))
+            .is_ok()
+        });
         if !sent {
             tracing::error!("committer is gone; write not persisted");
             self.progress.fail();
         }
+    }
+
+    /// Queues peers' operations for the log, after everything submitted
+    /// so far (so a local write that saw them is never durable without
+    /// them); `lsn` is the local one at that point. Returns the batch's
+    /// ticket for `wait_remote_written`. Called under the keyspace lock,
+    /// like `submit`.
+    pub fn submit_remote(&self, ops: Vec<Operation>, lsn: u64) -> u64 {
+        let remote = self.remote_tickets.fetch_add(1, Ordering::AcqRel) + 1;
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Some(Batch { ops, lsn, remote })).is_ok());
+        if !sent {
+            tracing::error!("committer is gone; received operations not persisted");
+            self.progress.fail();
+        }
+        remote
+    }
+
+    /// The last ticket `submit_remote` handed out.
+    pub fn remote_submitted(&self) -> u64 {
+        self.remote_tickets.load(Ordering::Acquire)
+    }
+
+    /// Waits until peers' batches up to `ticket` are written to the log;
+    /// `false` if the log failed.
+    pub async fn wait_remote_written(&self, ticket: u64) -> bool {
+        let mut rx = self.progress.remote_tx.subscribe();
+        loop {
+            if self.progress.failed.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.progress.remote_written.load(Ordering::Acquire) >= ticket {
+                return true;
+            }
+            if rx.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Peers' batches written to the log so far, and synced so far.
+    pub fn remote_progress(&self) -> (u64, u64) {
+        (
+            self.progress.remote_written.load(Ordering::Acquire),
+            self.progress.remote_synced.load(Ordering::Acquire),
+        )
+    }
+
+    /// A sync started after batches up to `ticket` were written finished.
+    pub fn remote_synced_upto(&self, ticket: u64) {
+        self.progress
+            .remote_synced
+            .fetch_max(ticket, Ordering::AcqRel);
     }
 
     /// What is durable now.
@@ -286,11 +373,13 @@ fn run(
     let mut closing = false;
     while let Ok(Some(first)) = rx.recv() {
         let mut lsn = first.lsn;
+        let mut remote = first.remote;
         let mut ops = first.ops;
         while let Ok(more) = rx.try_recv() {
             match more {
                 Some(more) => {
                     lsn = lsn.max(more.lsn);
+                    remote = remote.max(more.remote);
                     ops.extend(more.ops);
                 }
                 None => closing = true,
@@ -309,6 +398,13 @@ fn run(
                 if policy == FsyncPolicy::Always {
                     progress.synced.fetch_max(lsn, Ordering::AcqRel);
                     synced.send_modify(|v| *v += 1);
+                }
+                if remote > 0 {
+                    progress.remote_written.fetch_max(remote, Ordering::AcqRel);
+                    if policy == FsyncPolicy::Always {
+                        progress.remote_synced.fetch_max(remote, Ordering::AcqRel);
+                    }
+                    progress.remote_tx.send_modify(|v| *v = remote);
                 }
                 // Freed here, off the connection threads' critical path.
                 drop(ops);

@@ -101,7 +101,7 @@ impl ReplicaHost for Shared {
 
     async fn receive(&self, ops: Vec<Operation>) -> Result<u64, String> {
         if ops.is_empty() {
-            return Ok(self.unsynced_remote.lock().latest());
+            return Ok(self.committer.remote_submitted());
         }
         // One receiver at a time: what one releases from the causal buffer
         // must be applied before another looks at the buffer.
@@ -128,59 +128,65 @@ impl ReplicaHost for Shared {
         }
         self.causal_waiting.store(buffer.len() as u64, Relaxed);
         if ready.is_empty() {
-            return Ok(self.unsynced_remote.lock().latest());
+            return Ok(self.committer.remote_submitted());
         }
-        // Written to the log, then applied: readers see the batch without
-        // waiting for an fsync. Peers are told we hold it (`durable_vv`)
-        // only once `make_durable` has synced it, so a crash before that
-        // loses nothing acknowledged: the senders still have it and resend
-        // it. A local write that read it is synced after it (one write-ahead
-        // log).
-        tokio::task::block_in_place(|| self.log.append(&ready, false))
-            .map_err(|e| e.to_string())?;
+        // Applied, then queued for the op log behind every local write
+        // queued so far: readers see the batch without waiting for a write
+        // or an fsync, and a local write that saw it is written after it.
+        // Peers are told we hold it (`durable_vv`) only once `make_durable`
+        // has seen it synced, so a crash before that loses nothing
+        // acknowledged: the senders still have it and resend it.
         let now = unix_ms();
+        // Runs of one origin (segments are grouped by origin).
+        let mut runs: Vec<(RegionId, u64)> = Vec::new();
+        for op in &ready {
+            match runs.last_mut() {
+                Some((o, n)) if *o == op.origin => *n += 1,
+                _ => runs.push((op.origin, 1)),
+            }
+        }
+        let count = ready.len() as u64;
         let ticket;
         {
             let mut ks = self.keyspace.lock();
-            ticket = self
-                .unsynced_remote
-                .lock()
-                .push(ks.state().version_vector().clone());
+            let before = ks.state().version_vector().clone();
             let mut stability = self.stability.lock();
-            for op in &ready {
+            let mut failed = None;
+            for (i, op) in ready.iter().enumerate() {
                 match ks.apply_remote(op, now) {
                     Ok(_) => stability.observe(op),
-                    Err(e) => return Err(format!("operation {} cannot be applied: {e}", op.dot())),
+                    Err(e) => {
+                        failed =
+                            Some((i, format!("operation {} cannot be applied: {e}", op.dot())));
+                        break;
+                    }
                 }
+            }
+            let mut ready = ready;
+            if let Some((i, _)) = &failed {
+                ready.truncate(*i);
+            }
+            ticket = self.committer.submit_remote(ready, ks.lsn());
+            self.unsynced_remote.lock().push(ticket, before);
+            if let Some((_, e)) = failed {
+                return Err(e);
             }
             let vv = ks.state().version_vector();
             self.metrics
                 .consistency
                 .applied(now, |origin| vv.get(RegionId(origin)));
         }
-        // Runs of one origin (segments are grouped by origin).
-        let mut run: Option<(RegionId, u64)> = None;
-        for op in &ready {
-            match &mut run {
-                Some((o, n)) if *o == op.origin => *n += 1,
-                _ => {
-                    if let Some((o, n)) = run.replace((op.origin, 1)) {
-                        self.metrics.remote_applied(o.0, n);
-                    }
-                }
-            }
-        }
-        if let Some((o, n)) = run {
+        for (o, n) in runs {
             self.metrics.remote_applied(o.0, n);
         }
-        self.stats.remote_ops.fetch_add(ready.len() as u64, Relaxed);
+        self.stats.remote_ops.fetch_add(count, Relaxed);
         self.log_version.send_modify(|v| *v += 1);
         self.maybe_end_peer_sync();
         Ok(ticket)
     }
 
     async fn make_durable(&self, ticket: u64) -> Result<(), String> {
-        let upto = {
+        let target = {
             let batches = self.unsynced_remote.lock();
             if batches
                 .pending
@@ -189,18 +195,26 @@ impl ReplicaHost for Shared {
             {
                 return Ok(());
             }
-            // Every batch with a ticket is already in the log: one sync
-            // covers them all.
-            batches.latest()
+            ticket.min(self.committer.remote_submitted())
         };
-        let log = self.log.clone();
-        let t0 = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || log.sync())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot sync received operations: {e}"))?;
-        self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
-        self.unsynced_remote.lock().synced(upto);
+        if !self.committer.wait_remote_written(target).await {
+            return Err("the op log failed".into());
+        }
+        let (written, synced) = self.committer.remote_progress();
+        if synced < target {
+            // Under `everysec` and `no` the committer writes without
+            // syncing: one sync covers everything written so far.
+            let log = self.log.clone();
+            let t0 = std::time::Instant::now();
+            tokio::task::spawn_blocking(move || log.sync())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot sync received operations: {e}"))?;
+            self.metrics.fsync(FsyncKind::Replicated, t0.elapsed());
+            self.committer.remote_synced_upto(written);
+        }
+        let (_, synced) = self.committer.remote_progress();
+        self.unsynced_remote.lock().synced(synced);
         Ok(())
     }
 
@@ -311,25 +325,18 @@ impl ReplicaHost for Shared {
 }
 
 /// Received batches that are applied but not yet synced, oldest first.
+/// Received batches that are applied but not yet synced, oldest first.
 #[derive(Default)]
 pub(super) struct UnsyncedBatches {
-    /// Ticket and the version vector before the batch was applied: the
-    /// oldest one's is what the region durably holds of others.
+    /// Committer ticket and the version vector before the batch was
+    /// applied: the oldest one's is what the region durably holds of others.
     pending: std::collections::VecDeque<(u64, VersionVector)>,
-    last: u64,
 }
 
 impl UnsyncedBatches {
-    /// Registers a batch about to be applied; returns its ticket.
-    fn push(&mut self, before: VersionVector) -> u64 {
-        self.last += 1;
-        self.pending.push_back((self.last, before));
-        self.last
-    }
-
-    /// The newest ticket handed out.
-    fn latest(&self) -> u64 {
-        self.last
+    /// Registers an applied batch (tickets come in increasing order).
+    fn push(&mut self, ticket: u64, before: VersionVector) {
+        self.pending.push_back((ticket, before));
     }
 
     /// Batches up to `ticket` are synced.
@@ -383,19 +390,16 @@ mod tests {
     #[test]
     fn unsynced_batches_report_what_was_durable_before_the_oldest() {
         let mut b = UnsyncedBatches::default();
-        assert_eq!(b.latest(), 0);
-        let t1 = b.push(vv(10));
-        let t2 = b.push(vv(20));
-        assert!(t2 > t1);
+        b.push(1, vv(10));
+        b.push(2, vv(20));
         assert_eq!(b.pending.front().map(|(_, v)| v.get(RegionId(2))), Some(10));
-        // A sync that started after the first batch only.
-        b.synced(t1);
+        // A sync that covered the first batch only.
+        b.synced(1);
         assert_eq!(b.pending.front().map(|(_, v)| v.get(RegionId(2))), Some(20));
         // A stale sync changes nothing; one covering the latest empties it.
-        b.synced(t1);
+        b.synced(1);
         assert_eq!(b.pending.len(), 1);
-        b.synced(b.latest());
+        b.synced(2);
         assert!(b.pending.is_empty());
-        assert_eq!(b.push(vv(30)), t2 + 1);
     }
 }
