@@ -249,6 +249,11 @@ pub struct ReplicationConfig {
     /// acknowledged them (0: no cap); beyond it they are truncated after a
     /// snapshot and a lagging peer catches up from a snapshot.
     pub log_retention_ops: u64,
+    /// A peer that holds nothing yet (a region joining) and lacks at least
+    /// this many operations gets a snapshot instead of the log: loading one
+    /// file beats replaying every operation (0: only when the log no longer
+    /// holds what it lacks).
+    pub join_snapshot_ops: u64,
     /// Compress segments with lz4 where it pays (adaptive, per link);
     /// `false` sends every segment raw.
     pub compress: bool,
@@ -273,6 +278,7 @@ impl Default for ReplicationConfig {
             startup_peer_wait_ms: 5000,
             compress: true,
             log_retention_ops: 50_000_000,
+            join_snapshot_ops: 100_000,
             heartbeat_ms: 1000,
         }
     }

@@ -484,6 +484,57 @@ fn a_new_region_joins_a_running_cluster_from_a_snapshot() {
 }
 
 #[test]
+fn a_joining_region_far_behind_gets_a_snapshot_even_from_a_full_log() {
+    let mut cluster = Cluster::new(&["us", "eu", "asia"]);
+    // Logs are never truncated here: only `join_snapshot_ops` sends the
+    // snapshot.
+    let config = cluster.root.path().join("join.toml");
+    std::fs::write(&config, "[replication]\njoin_snapshot_ops = 100\n").expect("config");
+    let config = config.display().to_string();
+    for i in 0..2 {
+        cluster.start(i, &[1 - i], &["--config", &config]);
+    }
+    for i in 0..300 {
+        let _: () = cluster.conn(i % 2).set(format!("k{i}"), i).expect("set");
+    }
+    cluster.await_convergence(Duration::from_secs(30));
+    cluster.start(2, &[0, 1], &[]);
+    cluster.await_convergence(Duration::from_secs(60));
+    let n: usize = redis::cmd("DBSIZE")
+        .query(&mut cluster.conn(2))
+        .expect("dbsize");
+    assert_eq!(n, 300);
+    let snapshots_sent = |cluster: &Cluster| -> u64 {
+        (0..2)
+            .map(|i| {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut cluster.conn(i))
+                    .expect("info");
+                info.lines()
+                    .filter(|l| l.contains("name=asia"))
+                    .filter_map(|l| l.split(',').find_map(|f| f.strip_prefix("snapshots_sent=")))
+                    .map(|v| v.parse::<u64>().expect("counter"))
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    let sent = snapshots_sent(&cluster);
+    assert!(sent >= 1, "no snapshot was sent to the joining region");
+    // Once asia holds data, a reconnect ships the log again.
+    let asia = cluster.regions[2].server.as_mut().expect("asia");
+    asia.terminate();
+    asia.restart();
+    let _: () = cluster.conn(0).set("after", 1).expect("set");
+    cluster.await_convergence(Duration::from_secs(30));
+    assert_eq!(
+        snapshots_sent(&cluster),
+        sent,
+        "a region holding data got another snapshot"
+    );
+}
+
+#[test]
 fn a_region_that_lost_its_disk_recovers_its_numbering_from_peers() {
     let mut cluster = Cluster::new(&["us", "eu"]);
     cluster.start_mesh(&["--snapshot-every-ops", "20"]);

@@ -192,14 +192,21 @@ async fn run_sender<H: ReplicaHost>(
         s.acked = welcome.durable.clone();
     });
     // A peer behind what our log still holds (a joining region, or one
-    // down longer than the log kept) gets a snapshot, then the log after it.
+    // down longer than the log kept) gets a snapshot, then the log after it;
+    // so does a joining region far behind (see `join_snapshot_ops`).
     let mut sent = welcome.durable.clone();
-    let behind = host.durable_vv().iter().any(|(origin, have)| {
+    let ours = host.durable_vv();
+    let behind = ours.iter().any(|(origin, have)| {
         let theirs = welcome.durable.get(origin);
         theirs < have && theirs < host.log_floor(origin)
     });
-    if behind {
+    let join = repl.config.join_snapshot_ops;
+    let joining = welcome.durable.iter().all(|(_, seq)| seq == 0)
+        && join > 0
+        && ours.iter().map(|(_, have)| have).sum::<u64>() >= join;
+    if behind || joining {
         sent = send_snapshot(host.as_ref(), &mut send, &peer.name).await?;
+        repl.with_peer(&peer.name, |s| s.snapshots_sent += 1);
     }
 
     let inflight = Arc::new(parking_lot::Mutex::new(InFlight {
@@ -688,6 +695,7 @@ async fn receive_segments<H: ReplicaHost>(
                 Message::Segment { id, bytes } => (id, bytes),
                 Message::SnapshotBegin { len, covers } => {
                     receive_snapshot(host, name, len, &covers, &mut frames).await?;
+                    repl.with_peer(name, |s| s.snapshots_recv += 1);
                     let _ = acks
                         .send(AckJob {
                             id: last_id,

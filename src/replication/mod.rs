@@ -122,6 +122,10 @@ pub struct PeerStats {
     pub segments_sent: u64,
     /// See `segments_sent`.
     pub ops_sent: u64,
+    /// Snapshots sent and received (joining or far behind).
+    pub snapshots_sent: u64,
+    /// See `snapshots_sent`.
+    pub snapshots_recv: u64,
     /// Bytes received, before and after decompression.
     pub recv_wire: u64,
     /// See `recv_wire`.
@@ -411,7 +415,7 @@ impl Replication {
                 .map(|(r, s)| s.saturating_sub(p.acked.get(r)))
                 .sum();
             out.push_str(&format!(
-                "peer{i}:name={name},id={},addr={},link={},inbound={},rtt_ms={:.3},lag_ops={lag_ops},lag_ms={lag_ms},{}protocol={},heartbeats_sent={},heartbeats_recv={},sent_raw_bytes={},sent_wire_bytes={},segments_sent={},segments_compressed={},ops_sent={},recv_wire_bytes={},recv_raw_bytes={},segments_recv={},ops_recv={},batch_window_ms={:.3},acked_vv={},last_error={}\r\n",
+                "peer{i}:name={name},id={},addr={},link={},inbound={},rtt_ms={:.3},lag_ops={lag_ops},lag_ms={lag_ms},{}protocol={},heartbeats_sent={},heartbeats_recv={},sent_raw_bytes={},sent_wire_bytes={},segments_sent={},segments_compressed={},ops_sent={},recv_wire_bytes={},recv_raw_bytes={},segments_recv={},ops_recv={},snapshots_sent={},snapshots_recv={},batch_window_ms={:.3},acked_vv={},last_error={}\r\n",
                 p.id,
                 p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                 if p.outbound.is_empty() { "none" } else { p.outbound },
@@ -430,6 +434,8 @@ impl Replication {
                 p.recv_raw,
                 p.segments_recv,
                 p.ops_recv,
+                p.snapshots_sent,
+                p.snapshots_recv,
                 p.batch_window.as_secs_f64() * 1000.0,
                 p.acked,
                 p.last_error.replace([',', '\r', '\n'], " "),
