@@ -199,7 +199,9 @@ impl State {
         now_ms: u64,
     ) -> Result<Option<Operation>, WriteError> {
         let entry = self.entry(&key);
-        let live = self.get(&key, now_ms);
+        let live = entry
+            .filter(|e| e.is_live(now_ms))
+            .and_then(super::entry::Entry::visible);
         let fresh = live.is_none() && entry.is_some();
         if let (Some(want), Some(have)) = (intent.key_type(), live) {
             let overwrites = matches!(intent, Intent::Set { .. });
