@@ -64,10 +64,12 @@ impl Session {
         let Some(name) = args.first() else {
             return (Frame::error("ERR empty command"), After::Continue);
         };
-        let name = name.to_ascii_lowercase();
-        let spec = command::lookup(&name);
+        let mut buf = [0; command::MAX_NAME_LEN];
+        // A longer name is no command: treated as the empty one.
+        let name = command::lower_name(name, &mut buf).unwrap_or_default();
+        let spec = command::lookup(name);
         let session_cmd = matches!(
-            name.as_slice(),
+            name,
             b"auth"
                 | b"hello"
                 | b"quit"
@@ -81,7 +83,7 @@ impl Session {
                 | b"unwatch"
         );
         if !self.client.authenticated
-            && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit" | b"reset")
+            && !matches!(name, b"auth" | b"hello" | b"quit" | b"reset")
             && spec.is_none_or(|s| s.flags & NOAUTH == 0)
         {
             if self.multi.is_some() {
@@ -91,7 +93,7 @@ impl Session {
         }
         if self.multi.is_some()
             && !matches!(
-                name.as_slice(),
+                name,
                 b"exec" | b"discard" | b"multi" | b"watch" | b"quit" | b"reset"
             )
         {
@@ -105,7 +107,7 @@ impl Session {
             );
         }
         if session_cmd {
-            return self.session_command(ks, server, now_ms, &name, &args);
+            return self.session_command(ks, server, now_ms, name, &args);
         }
         let Some(spec) = spec else {
             return (command::unknown_command(&args), After::Continue);
