@@ -601,8 +601,9 @@ impl State {
         let shards = &mut self.shards;
         self.unstable.retain(|key, touched| {
             let shard = &mut shards[shard_of(key)];
-            // Copy the shard (if a frozen copy shares it) only for a key it holds.
-            if shard.contains_key(key) {
+            // Copy the shard (if a frozen copy shares it) only for a key it
+            // holds; an unshared one takes a single lookup.
+            if Arc::get_mut(shard).is_some() || shard.contains_key(key) {
                 let shard = Arc::make_mut(shard);
                 if let Some(slot) = shard.get_mut(key) {
                     let entry = Arc::make_mut(slot);
