@@ -212,6 +212,12 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) -> Frame {
     let Some(spec) = lookup(name) else {
         return unknown_command(args);
     };
+    execute_spec(ctx, spec, args)
+}
+
+/// Runs one command already looked up (`spec` is `args[0]`'s), arity
+/// checked: saves a second lookup to a caller that had to look it up.
+pub fn execute_spec(ctx: &mut Ctx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
     if !spec.arity_ok(args.len()) {
         return wrong_arity(spec.name);
     }

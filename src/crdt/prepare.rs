@@ -213,7 +213,9 @@ impl State {
         let pos = |lo: Option<&Position>, hi: Option<&Position>, idx: usize| {
             Position::between(lo, hi, origin, seq, idx as u32)
         };
-        let string = match live {
+        // Computed only by the intents that read it (a counter's value is
+        // formatted anew each time).
+        let string = || match live {
             Some(Content::String(s)) => Some(s.get().0),
             _ => None,
         };
@@ -233,7 +235,7 @@ impl State {
                 ttl: keep_ttl(ttl),
             },
             Intent::Append(suffix) => {
-                let cur = string.unwrap_or_default();
+                let cur = string().unwrap_or_default();
                 if cur.len() + suffix.len() > MAX_STRING_LEN {
                     return Err(WriteError::StringTooLong);
                 }
@@ -246,7 +248,7 @@ impl State {
                 }
             }
             Intent::SetRange { offset, data } => {
-                let cur = string.unwrap_or_default();
+                let cur = string().unwrap_or_default();
                 if data.is_empty() {
                     return Ok(None);
                 }
@@ -267,7 +269,7 @@ impl State {
                 }
             }
             Intent::IncrBy(d) => {
-                let cur = match &string {
+                let cur = match &string() {
                     None => 0,
                     Some(s) => parse_i64(s).ok_or(WriteError::NotInteger)?,
                 };
@@ -275,7 +277,7 @@ impl State {
                 Effect::StrIncr(Delta::Int(d))
             }
             Intent::IncrByFloat(d) => {
-                let cur = match &string {
+                let cur = match &string() {
                     None => Decimal::zero(),
                     Some(s) => Decimal::parse(s).ok_or(WriteError::NotFloat)?,
                 };

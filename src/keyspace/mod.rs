@@ -300,7 +300,10 @@ impl Keyspace {
 
     /// Takes the operations written since the last call, for the op log.
     pub fn take_pending(&mut self) -> Vec<Operation> {
-        std::mem::take(&mut self.pending)
+        // The next batch is likely as large: growing to it again would move
+        // every operation a few times.
+        let capacity = self.pending.len().min(1024);
+        std::mem::replace(&mut self.pending, Vec::with_capacity(capacity))
     }
 
     /// Number of keys (as DBSIZE counts them).

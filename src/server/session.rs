@@ -123,15 +123,20 @@ impl Session {
                 return (Frame::error(why), After::Continue);
             }
         }
-        (self.run(ks, server, now_ms, &args), After::Continue)
+        (
+            self.run(ks, server, now_ms, &args, Some(spec)),
+            After::Continue,
+        )
     }
 
+    /// Runs a command; `spec` is its table entry when already looked up.
     fn run(
         &mut self,
         ks: &mut Keyspace,
         server: &dyn ServerHooks,
         now_ms: u64,
         args: &[Bytes],
+        spec: Option<&'static command::CommandSpec>,
     ) -> Frame {
         // `current` names the command once it is found (latency per command).
         self.client.current = "";
@@ -142,7 +147,10 @@ impl Session {
             client: &mut self.client,
             server,
         };
-        let reply = command::execute(&mut ctx, args);
+        let reply = match spec {
+            Some(spec) => command::execute_spec(&mut ctx, spec, args),
+            None => command::execute(&mut ctx, args),
+        };
         if !self.client.current.is_empty() {
             server.command_done(self.client.current, t0.elapsed());
         }
@@ -291,7 +299,7 @@ impl Session {
         ks.begin_txn();
         let replies = queued
             .into_iter()
-            .map(|args| self.run(ks, server, now_ms, &args))
+            .map(|args| self.run(ks, server, now_ms, &args, None))
             .collect();
         ks.commit_txn();
         Frame::Array(replies)
