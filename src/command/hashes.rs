@@ -54,7 +54,8 @@ fn distinct_pairs(pairs: &[Bytes]) -> Vec<(Bytes, Bytes)> {
     if let [field, value] = pairs {
         return vec![(field.clone(), value.clone())];
     }
-    let mut map: IndexMap<Bytes, Bytes> = IndexMap::with_capacity(pairs.len() / 2);
+    let mut map: IndexMap<Bytes, Bytes, foldhash::fast::RandomState> =
+        IndexMap::with_capacity_and_hasher(pairs.len() / 2, Default::default());
     for p in pairs.chunks_exact(2) {
         map.insert(p[0].clone(), p[1].clone());
     }
