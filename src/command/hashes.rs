@@ -51,7 +51,11 @@ fn read_hash<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a HashContent>
 /// Field/value pairs with each field once, holding its last value (Redis
 /// applies them in order): one operation must not write a field twice.
 fn distinct_pairs(pairs: &[Bytes]) -> Vec<(Bytes, Bytes)> {
-    let mut map: IndexMap<Bytes, Bytes> = IndexMap::with_capacity(pairs.len() / 2);
+    if let [field, value] = pairs {
+        return vec![(field.clone(), value.clone())];
+    }
+    let mut map: IndexMap<Bytes, Bytes, foldhash::fast::RandomState> =
+        IndexMap::with_capacity_and_hasher(pairs.len() / 2, Default::default());
     for p in pairs.chunks_exact(2) {
         map.insert(p[0].clone(), p[1].clone());
     }

@@ -149,13 +149,37 @@ pub fn table() -> &'static [&'static [CommandSpec]] {
     ]
 }
 
+/// Longest command name that [`lookup`] finds (longer names are unknown).
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Lower-cases a command name into `buf` without allocating; `None` when
+/// it is longer than any command's.
+pub fn lower_name<'a>(name: &[u8], buf: &'a mut [u8; MAX_NAME_LEN]) -> Option<&'a [u8]> {
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    Some(lower)
+}
+
+type Index =
+    std::collections::HashMap<&'static [u8], &'static CommandSpec, foldhash::fast::FixedState>;
+
+/// Command names to their specs, built once: every request looks one up.
+fn index() -> &'static Index {
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = Index::default();
+        for c in table().iter().flat_map(|family| family.iter()) {
+            index.entry(c.name.as_bytes()).or_insert(c);
+        }
+        index
+    })
+}
+
 /// Finds a command by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    let lower = name.to_ascii_lowercase();
-    table()
-        .iter()
-        .flat_map(|family| family.iter())
-        .find(|c| c.name.as_bytes() == lower.as_slice())
+    let mut buf = [0; MAX_NAME_LEN];
+    index().get(lower_name(name, &mut buf)?).copied()
 }
 
 /// Redis' reply to an unknown command.
@@ -188,6 +212,12 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) -> Frame {
     let Some(spec) = lookup(name) else {
         return unknown_command(args);
     };
+    execute_spec(ctx, spec, args)
+}
+
+/// Runs one command already looked up (`spec` is `args[0]`'s), arity
+/// checked: saves a second lookup to a caller that had to look it up.
+pub fn execute_spec(ctx: &mut Ctx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
     if !spec.arity_ok(args.len()) {
         return wrong_arity(spec.name);
     }
@@ -259,6 +289,16 @@ pub(crate) mod testing {
             };
             execute(&mut ctx, &args)
         }
+    }
+
+    #[test]
+    fn every_command_is_found_by_lookup() {
+        for c in table().iter().flat_map(|family| family.iter()) {
+            assert!(c.name.len() <= MAX_NAME_LEN, "{} is too long", c.name);
+            let upper = c.name.to_ascii_uppercase();
+            assert_eq!(lookup(upper.as_bytes()).map(|s| s.name), Some(c.name));
+        }
+        assert!(lookup(&[b'a'; MAX_NAME_LEN + 1]).is_none());
     }
 
     #[test]

@@ -55,6 +55,9 @@ fn read_set<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a SetContent>, 
 /// name a member once (the CRDT would otherwise tag it twice), and replies
 /// count distinct members as Redis does.
 pub(super) fn distinct(items: &[Bytes]) -> Vec<Bytes> {
+    if items.len() <= 1 {
+        return items.to_vec();
+    }
     let mut seen: HashSet<&[u8]> = HashSet::with_capacity(items.len());
     items
         .iter()

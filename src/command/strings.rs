@@ -121,7 +121,8 @@ fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     } else {
         None
     };
-    let exists = ctx.ks.get(&a[1], ctx.now_ms).is_some();
+    // Looked up only when it decides something: a plain SET overwrites.
+    let exists = (nx || xx) && ctx.ks.get(&a[1], ctx.now_ms).is_some();
     if (nx && exists) || (xx && !exists) {
         return if get_old {
             old.map_or(Frame::Null, Frame::Bulk)

@@ -287,7 +287,7 @@ fn add_members(
     if f.xx && z.is_none() {
         return Ok(Frame::Integer(0));
     }
-    let mut changed: IndexMap<Bytes, f64> = IndexMap::new();
+    let mut changed: IndexMap<Bytes, f64, foldhash::fast::RandomState> = IndexMap::default();
     let (mut added, mut updated) = (0, 0);
     for (score, member) in members {
         let cur = changed

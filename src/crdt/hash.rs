@@ -28,7 +28,8 @@ impl Field {
 /// A hash key's content.
 #[derive(Clone, Debug, Default)]
 pub struct HashContent {
-    fields: IndexMap<Bytes, Field>,
+    // foldhash rather than SipHash, as for the key space (`KeyMap`).
+    fields: IndexMap<Bytes, Field, foldhash::fast::RandomState>,
     acc: Accumulator,
 }
 
@@ -167,7 +168,7 @@ impl HashContent {
         // Name, tags (count + one tag), empty counter (three bytes).
         let n = r.count("field count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = HashContent {
-            fields: IndexMap::with_capacity(codec::prealloc(n)),
+            fields: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
             acc: Accumulator::default(),
         };
         for _ in 0..n {

@@ -199,7 +199,9 @@ impl State {
         now_ms: u64,
     ) -> Result<Option<Operation>, WriteError> {
         let entry = self.entry(&key);
-        let live = self.get(&key, now_ms);
+        let live = entry
+            .filter(|e| e.is_live(now_ms))
+            .and_then(super::entry::Entry::visible);
         let fresh = live.is_none() && entry.is_some();
         if let (Some(want), Some(have)) = (intent.key_type(), live) {
             let overwrites = matches!(intent, Intent::Set { .. });
@@ -211,7 +213,9 @@ impl State {
         let pos = |lo: Option<&Position>, hi: Option<&Position>, idx: usize| {
             Position::between(lo, hi, origin, seq, idx as u32)
         };
-        let string = match live {
+        // Computed only by the intents that read it (a counter's value is
+        // formatted anew each time).
+        let string = || match live {
             Some(Content::String(s)) => Some(s.get().0),
             _ => None,
         };
@@ -231,7 +235,7 @@ impl State {
                 ttl: keep_ttl(ttl),
             },
             Intent::Append(suffix) => {
-                let cur = string.unwrap_or_default();
+                let cur = string().unwrap_or_default();
                 if cur.len() + suffix.len() > MAX_STRING_LEN {
                     return Err(WriteError::StringTooLong);
                 }
@@ -244,7 +248,7 @@ impl State {
                 }
             }
             Intent::SetRange { offset, data } => {
-                let cur = string.unwrap_or_default();
+                let cur = string().unwrap_or_default();
                 if data.is_empty() {
                     return Ok(None);
                 }
@@ -265,7 +269,7 @@ impl State {
                 }
             }
             Intent::IncrBy(d) => {
-                let cur = match &string {
+                let cur = match &string() {
                     None => 0,
                     Some(s) => parse_i64(s).ok_or(WriteError::NotInteger)?,
                 };
@@ -273,7 +277,7 @@ impl State {
                 Effect::StrIncr(Delta::Int(d))
             }
             Intent::IncrByFloat(d) => {
-                let cur = match &string {
+                let cur = match &string() {
                     None => Decimal::zero(),
                     Some(s) => Decimal::parse(s).ok_or(WriteError::NotFloat)?,
                 };
@@ -540,19 +544,60 @@ impl State {
 /// Keeps the last of items with equal keys (as Redis does for `HSET f 1 f
 /// 2`): one operation never tags one member twice.
 fn dedup<T>(items: Vec<T>, key: impl Fn(&T) -> &Bytes) -> Vec<T> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<T> = items
+    // Most writes name one or a few items: compared pairwise, without
+    // hashing or cloning keys.
+    const SMALL: usize = 8;
+    let keep: Vec<bool> = if items.len() <= SMALL {
+        (0..items.len())
+            .map(|i| {
+                !items[i + 1..]
+                    .iter()
+                    .any(|later| key(later) == key(&items[i]))
+            })
+            .collect()
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let mut keep: Vec<bool> = items
+            .iter()
+            .rev()
+            .map(|i| seen.insert(&key(i)[..]))
+            .collect();
+        keep.reverse();
+        keep
+    };
+    if keep.iter().all(|&k| k) {
+        return items;
+    }
+    items
         .into_iter()
-        .rev()
-        .filter(|i| seen.insert(key(i).clone()))
-        .collect();
-    out.reverse();
-    out
+        .zip(keep)
+        .filter_map(|(i, k)| k.then_some(i))
+        .collect()
 }
 
 fn hash_field(live: Option<&Content>, field: &[u8]) -> Option<Bytes> {
     match live {
         Some(Content::Hash(h)) => h.get(field).map(|(v, _)| v),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_the_last_of_equal_keys_in_order() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        for n in [0, 1, 2, 5, 8, 9, 40] {
+            let items: Vec<(Bytes, usize)> = (0..n).map(|i| (b(&(i % 3).to_string()), i)).collect();
+            let want: Vec<(Bytes, usize)> = items
+                .iter()
+                .enumerate()
+                .filter(|(i, (k, _))| !items[i + 1..].iter().any(|(l, _)| l == k))
+                .map(|(_, p)| p.clone())
+                .collect();
+            assert_eq!(dedup(items, |(k, _)| k), want, "{n} items");
+        }
     }
 }

@@ -13,7 +13,8 @@ use super::vv::VersionVector;
 /// server can pick a random member in O(1) (SPOP, SRANDMEMBER).
 #[derive(Clone, Debug, Default)]
 pub struct SetContent {
-    members: IndexMap<Bytes, Tags>,
+    // foldhash rather than SipHash, as for the key space (`KeyMap`).
+    members: IndexMap<Bytes, Tags, foldhash::fast::RandomState>,
     acc: Accumulator,
 }
 
@@ -118,7 +119,7 @@ impl SetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG)?;
         let mut c = SetContent {
-            members: IndexMap::with_capacity(codec::prealloc(n)),
+            members: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
             acc: Accumulator::default(),
         };
         for _ in 0..n {

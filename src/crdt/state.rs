@@ -104,6 +104,11 @@ pub struct State {
     trace_limit: usize,
     /// Operations applied without a trace because of `trace_limit`.
     untraced: u64,
+    /// Whether new operations are traced at all (see [`State::set_tracing`]).
+    tracing: bool,
+    /// Whether the last applied key write changed its key's deadline (the
+    /// keyspace's expiry index needs no update otherwise).
+    deadline_moved: bool,
 }
 
 /// Default most conflict-detection traces a state holds (about 150 bytes
@@ -142,6 +147,8 @@ impl Default for State {
             trace_count: 0,
             trace_limit: DEFAULT_TRACE_LIMIT,
             untraced: 0,
+            tracing: true,
+            deadline_moved: false,
         }
     }
 }
@@ -346,6 +353,23 @@ impl State {
         self.trace_limit = limit;
     }
 
+    /// Whether new operations are traced for conflict detection. A region
+    /// that will never apply another region's operation turns it off: none
+    /// of its own can then race anything, and tracing costs every write.
+    pub fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+    }
+
+    /// Whether new operations are traced (see [`set_tracing`](Self::set_tracing)).
+    pub fn tracing(&self) -> bool {
+        self.tracing
+    }
+
+    /// Whether the last key write applied changed that key's deadline.
+    pub(crate) fn deadline_moved(&self) -> bool {
+        self.deadline_moved
+    }
+
     /// Operations applied without a trace because too many were not yet
     /// stable: the conflict journal may miss races with them.
     pub fn untraced_ops(&self) -> u64 {
@@ -367,6 +391,7 @@ impl State {
     /// the version vector changes nothing. Operations must arrive in causal
     /// order; one that is not ready is refused, not half-applied.
     pub fn apply(&mut self, op: &Operation) -> Result<Applied, ApplyError> {
+        self.deadline_moved = false;
         if op.seq == 0 || op.deps.get(op.origin) != op.seq - 1 {
             return Err(ApplyError::Malformed("deps[origin] must be seq - 1"));
         }
@@ -396,14 +421,25 @@ impl State {
     /// of the two is applied second.
     fn detect(&mut self, op: &Operation) -> Vec<Conflict> {
         let mut found = Vec::new();
+        // An operation that saw everything applied here (every local write)
+        // is concurrent with nothing: no trace to look up.
+        let saw_all = op.deps.dominates(&self.vv);
+        if saw_all && !self.tracing {
+            return found;
+        }
         match &op.body {
             Body::Key(w) => {
                 let trace = Trace::of_write(op, w);
-                let earlier = self.traces.get(&w.key).into_iter().flatten();
-                for t in concurrent(earlier, &op.deps)
-                    .chain(self.flushes.iter().filter(|f| !op.deps.contains(f.tag.dot)))
-                {
-                    found.extend(judge(t, &trace).into_iter().map(|v| v.on(&w.key)));
+                if !saw_all {
+                    let earlier = self.traces.get(&w.key).into_iter().flatten();
+                    for t in concurrent(earlier, &op.deps)
+                        .chain(self.flushes.iter().filter(|f| !op.deps.contains(f.tag.dot)))
+                    {
+                        found.extend(judge(t, &trace).into_iter().map(|v| v.on(&w.key)));
+                    }
+                }
+                if !self.tracing {
+                    return found;
                 }
                 if self.trace_count >= self.trace_limit {
                     self.untraced += 1;
@@ -421,10 +457,15 @@ impl State {
             }
             Body::FlushAll => {
                 let trace = Trace::of_flush(op);
-                for (key, per_key) in &self.traces {
-                    for t in concurrent(per_key.iter(), &op.deps) {
-                        found.extend(judge(&trace, t).into_iter().map(|v| v.on(key)));
+                if !saw_all {
+                    for (key, per_key) in &self.traces {
+                        for t in concurrent(per_key.iter(), &op.deps) {
+                            found.extend(judge(&trace, t).into_iter().map(|v| v.on(key)));
+                        }
                     }
+                }
+                if !self.tracing {
+                    return found;
                 }
                 if self.trace_count >= self.trace_limit {
                     self.untraced += 1;
@@ -456,22 +497,22 @@ impl State {
         f: impl FnOnce(&mut Entry, &VersionVector, &Operation),
     ) {
         let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
-        // Look up before inserting: cloning the key costs an allocation the
-        // first time a `Bytes` is shared, and most writes hit existing keys.
-        if !shard.contains_key(key) {
-            shard.insert(key.clone(), Arc::default());
-        }
-        let Some(slot) = shard.get_mut(key) else {
-            return;
+        // One lookup when the key exists (most writes); the key is cloned
+        // (an allocation the first time a `Bytes` is shared) only when not.
+        let slot = match shard.get_mut(key) {
+            Some(slot) => slot,
+            None => shard.entry(key.clone()).or_default(),
         };
         let entry = Arc::make_mut(slot);
         let was_visible = entry.visible().is_some();
         let old_hash = entry.hash;
+        let old_deadline = entry.deadline();
         f(entry, &op.deps, op);
         let gone = entry.prune();
         let now_visible = entry.visible().is_some();
         let new_hash = if gone { 0 } else { entry.digest(key) };
         entry.hash = new_hash;
+        self.deadline_moved = entry.deadline() != old_deadline;
         self.digest.sub(old_hash);
         self.digest.add(new_hash);
         self.visible_keys = self.visible_keys + usize::from(now_visible) - usize::from(was_visible);
@@ -560,8 +601,9 @@ impl State {
         let shards = &mut self.shards;
         self.unstable.retain(|key, touched| {
             let shard = &mut shards[shard_of(key)];
-            // Copy the shard (if a frozen copy shares it) only for a key it holds.
-            if shard.contains_key(key) {
+            // Copy the shard (if a frozen copy shares it) only for a key it
+            // holds; an unshared one takes a single lookup.
+            if Arc::get_mut(shard).is_some() || shard.contains_key(key) {
                 let shard = Arc::make_mut(shard);
                 if let Some(slot) = shard.get_mut(key) {
                     let entry = Arc::make_mut(slot);

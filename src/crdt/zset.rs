@@ -69,7 +69,8 @@ fn member_hash(m: &[u8], score: f64) -> u128 {
 /// A sorted-set key's content, with an index by (score, member) for ranges.
 #[derive(Clone, Debug, Default)]
 pub struct ZSetContent {
-    members: IndexMap<Bytes, Member>,
+    // foldhash rather than SipHash, as for the key space (`KeyMap`).
+    members: IndexMap<Bytes, Member, foldhash::fast::RandomState>,
     by_score: BTreeSet<(Score, Bytes)>,
     acc: Accumulator,
 }
@@ -215,7 +216,7 @@ impl ZSetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = ZSetContent {
-            members: IndexMap::with_capacity(codec::prealloc(n)),
+            members: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
             by_score: BTreeSet::new(),
             acc: Accumulator::default(),
         };

@@ -150,7 +150,9 @@ impl Keyspace {
     fn after_apply(&mut self, op: &Operation) {
         match op.key() {
             Some(k) => {
-                self.reindex_deadline(k);
+                if self.state.deadline_moved() {
+                    self.reindex_deadline(k);
+                }
                 if let Some(w) = self.watched.get_mut(k) {
                     w.0 += 1;
                 }
@@ -169,11 +171,19 @@ impl Keyspace {
     /// it; watchers see every key as changed.
     pub fn install(&mut self, state: State, now_ms: u64) {
         self.clock.observe(state.max_hlc(), now_ms);
+        let tracing = self.state.tracing();
         self.state = state;
+        self.state.set_tracing(tracing);
         self.rebuild_deadlines();
         for w in self.watched.values_mut() {
             w.0 += 1;
         }
+    }
+
+    /// Turns conflict-detection tracing on or off (off: a region that takes
+    /// no operations from other regions; see [`State::set_tracing`]).
+    pub fn set_conflict_tracing(&mut self, on: bool) {
+        self.state.set_tracing(on);
     }
 
     /// Drops CRDT metadata that every region has seen (`stable`).
@@ -290,7 +300,10 @@ impl Keyspace {
 
     /// Takes the operations written since the last call, for the op log.
     pub fn take_pending(&mut self) -> Vec<Operation> {
-        std::mem::take(&mut self.pending)
+        // The next batch is likely as large: growing to it again would move
+        // every operation a few times.
+        let capacity = self.pending.len().min(1024);
+        std::mem::replace(&mut self.pending, Vec::with_capacity(capacity))
     }
 
     /// Number of keys (as DBSIZE counts them).

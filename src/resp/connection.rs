@@ -22,6 +22,10 @@
 
 use super::frame::{Frame, Protocol};
 use super::parse::{Decoded, Decoder, Limits, ProtocolError, PROTO_MBULK_BIG_ARG};
+
+/// Largest request whose arguments share one copy of it (see
+/// `Connection::take_multibulk`).
+const SMALL_REQUEST: usize = 256;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -288,6 +292,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ///
     /// Small arguments are copied: sharing them would pin the whole read
     /// buffer allocation for as long as, say, a stored 3-byte value lives.
+    /// A small request (most writes) is copied in one piece that its
+    /// arguments share, which saves an allocation per argument and per
+    /// argument later cloned into the state; what a stored argument pins is
+    /// then at most [`SMALL_REQUEST`] bytes.
     /// Arguments of 32 KiB or more share the buffer instead of being copied
     /// (Redis makes the same distinction), as they dominate what they pin.
     fn take_multibulk(
@@ -295,6 +303,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         ranges: Vec<std::ops::Range<usize>>,
         consumed: usize,
     ) -> Vec<Bytes> {
+        if consumed <= SMALL_REQUEST {
+            let request = Bytes::copy_from_slice(self.rbuf.get(..consumed).unwrap_or_default());
+            self.rbuf.advance(consumed.min(self.rbuf.len()));
+            return ranges
+                .into_iter()
+                .map(|r| {
+                    if r.start <= r.end && r.end <= request.len() {
+                        request.slice(r)
+                    } else {
+                        Bytes::new()
+                    }
+                })
+                .collect();
+        }
         let has_big = ranges.iter().any(|r| r.len() >= PROTO_MBULK_BIG_ARG);
         if !has_big {
             let args = ranges

@@ -7,6 +7,7 @@
 //! in `networking.c`), so a RESP2 client sees exactly what Redis would send.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
 
 /// The protocol version a client speaks; chosen per connection with `HELLO`.
 ///
@@ -31,8 +32,9 @@ pub enum Protocol {
 /// errors only and would send a status line with a CR/LF broken.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    /// A status line such as `+OK`: short, binary-unsafe text.
-    Simple(String),
+    /// A status line such as `+OK`: short, binary-unsafe text (borrowed
+    /// when fixed, so that the commonest replies allocate nothing).
+    Simple(Cow<'static, str>),
     /// An error line, including its code: `ERR unknown command`,
     /// `WRONGTYPE ...`. Written as `-<text>\r\n` in both protocols.
     Error(String),
@@ -77,16 +79,16 @@ pub enum Frame {
 impl Frame {
     /// `+OK`, the most common reply; a constructor so call sites stay short.
     pub fn ok() -> Frame {
-        Frame::Simple("OK".to_owned())
+        Frame::Simple(Cow::Borrowed("OK"))
     }
 
     /// `+QUEUED`, the reply to every command inside `MULTI`.
     pub fn queued() -> Frame {
-        Frame::Simple("QUEUED".to_owned())
+        Frame::Simple(Cow::Borrowed("QUEUED"))
     }
 
     /// A status reply such as `+PONG`.
-    pub fn simple(text: impl Into<String>) -> Frame {
+    pub fn simple(text: impl Into<Cow<'static, str>>) -> Frame {
         Frame::Simple(text.into())
     }
 
@@ -255,9 +257,8 @@ impl Frame {
                 .fold(HEADER, |n, f| n.saturating_add(f.size_hint()))
         };
         match self {
-            Frame::Simple(s) | Frame::Error(s) | Frame::BigNumber(s) => {
-                s.len().saturating_add(HEADER)
-            }
+            Frame::Simple(s) => s.len().saturating_add(HEADER),
+            Frame::Error(s) | Frame::BigNumber(s) => s.len().saturating_add(HEADER),
             Frame::Bulk(b) => b.len().saturating_add(HEADER),
             Frame::Verbatim { text, .. } => text.len().saturating_add(HEADER + 4),
             Frame::Integer(_) | Frame::Double(_) => 2 * HEADER,

@@ -249,6 +249,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             message,
         }));
     }
+    // Without replication no other region's operation arrives from now on,
+    // so none can race a write made here: conflict traces would be waste.
+    ks.set_conflict_tracing(config.replication.listen.is_some());
     tracing::info!(
         keys = ks.len(),
         replayed,

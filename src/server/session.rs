@@ -64,10 +64,12 @@ impl Session {
         let Some(name) = args.first() else {
             return (Frame::error("ERR empty command"), After::Continue);
         };
-        let name = name.to_ascii_lowercase();
-        let spec = command::lookup(&name);
+        let mut buf = [0; command::MAX_NAME_LEN];
+        // A longer name is no command: treated as the empty one.
+        let name = command::lower_name(name, &mut buf).unwrap_or_default();
+        let spec = command::lookup(name);
         let session_cmd = matches!(
-            name.as_slice(),
+            name,
             b"auth"
                 | b"hello"
                 | b"quit"
@@ -81,7 +83,7 @@ impl Session {
                 | b"unwatch"
         );
         if !self.client.authenticated
-            && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit" | b"reset")
+            && !matches!(name, b"auth" | b"hello" | b"quit" | b"reset")
             && spec.is_none_or(|s| s.flags & NOAUTH == 0)
         {
             if self.multi.is_some() {
@@ -91,7 +93,7 @@ impl Session {
         }
         if self.multi.is_some()
             && !matches!(
-                name.as_slice(),
+                name,
                 b"exec" | b"discard" | b"multi" | b"watch" | b"quit" | b"reset"
             )
         {
@@ -105,7 +107,7 @@ impl Session {
             );
         }
         if session_cmd {
-            return self.session_command(ks, server, now_ms, &name, &args);
+            return self.session_command(ks, server, now_ms, name, &args);
         }
         let Some(spec) = spec else {
             return (command::unknown_command(&args), After::Continue);
@@ -121,15 +123,20 @@ impl Session {
                 return (Frame::error(why), After::Continue);
             }
         }
-        (self.run(ks, server, now_ms, &args), After::Continue)
+        (
+            self.run(ks, server, now_ms, &args, Some(spec)),
+            After::Continue,
+        )
     }
 
+    /// Runs a command; `spec` is its table entry when already looked up.
     fn run(
         &mut self,
         ks: &mut Keyspace,
         server: &dyn ServerHooks,
         now_ms: u64,
         args: &[Bytes],
+        spec: Option<&'static command::CommandSpec>,
     ) -> Frame {
         // `current` names the command once it is found (latency per command).
         self.client.current = "";
@@ -140,7 +147,10 @@ impl Session {
             client: &mut self.client,
             server,
         };
-        let reply = command::execute(&mut ctx, args);
+        let reply = match spec {
+            Some(spec) => command::execute_spec(&mut ctx, spec, args),
+            None => command::execute(&mut ctx, args),
+        };
         if !self.client.current.is_empty() {
             server.command_done(self.client.current, t0.elapsed());
         }
@@ -289,7 +299,7 @@ impl Session {
         ks.begin_txn();
         let replies = queued
             .into_iter()
-            .map(|args| self.run(ks, server, now_ms, &args))
+            .map(|args| self.run(ks, server, now_ms, &args, None))
             .collect();
         ks.commit_txn();
         Frame::Array(replies)
