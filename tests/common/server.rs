@@ -126,7 +126,17 @@ impl Braid {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                if self.answered_by_another(stream) {
+                    // Another test's server took the port between
+                    // `free_port` and our bind: ours failed; try another.
+                    if let Some(mut c) = self.child.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    self.port = free_port();
+                    self.spawn();
+                }
                 return;
             }
             if let Some(c) = self.child.as_mut() {
@@ -137,6 +147,37 @@ impl Braid {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("braid-server did not start listening on {}", self.port);
+    }
+
+    /// Whether the server on our port is another process (its `INFO
+    /// server` names another `process_id`).
+    fn answered_by_another(&self, mut stream: std::net::TcpStream) -> bool {
+        use std::io::{Read, Write};
+        let Some(pid) = self.child.as_ref().map(|c| c.id()) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        if stream
+            .write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !reply.windows(11).any(|w| w == b"process_id:") || !reply.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(n) if n > 0 => reply.extend_from_slice(&buf[..n]),
+                // An error reply (a password is required) or a closed
+                // connection says nothing about who answered.
+                _ => return false,
+            }
+            if reply.starts_with(b"-") {
+                return false;
+            }
+        }
+        let text = String::from_utf8_lossy(&reply);
+        !text.contains(&format!("process_id:{pid}\r\n"))
     }
 
     /// Restarts on the same data directory (after a kill or a stop).
