@@ -6,6 +6,11 @@
 #
 #   tools/bench-vs-redis.sh            # default: 100000 requests per test
 #   REQUESTS=20000 tools/bench-vs-redis.sh
+#   ROUNDS=5 tools/bench-vs-redis.sh   # default 3
+#
+# Each round runs every configuration once, in turn, so that a burst of
+# load from elsewhere hits all of them alike; each cell is the median over
+# the rounds (requests/s, p50 and p99 each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +18,7 @@ REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
 TESTS=${TESTS:-set,get,incr,sadd,hset,lpush,zadd}
 PIPELINES=${PIPELINES:-"1 16"}
+ROUNDS=${ROUNDS:-3}
 
 # shellcheck source=tools/lib.sh
 source tools/lib.sh
@@ -41,23 +47,30 @@ PORT[braid_always]=$(start_braid braid_always always)
 PORT[braid_everysec]=$(start_braid braid_everysec everysec)
 
 declare -A RPS P50 P99
+for round in $(seq 1 "$ROUNDS"); do
 for P in $PIPELINES; do
   for name in redis_always braid_always redis_everysec braid_everysec redis_none; do
-    echo "running $name -P $P…" >&2
+    echo "round $round/$ROUNDS: $name -P $P…" >&2
     redis-cli -p "${PORT[$name]}" FLUSHALL >/dev/null
     # CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
       test=${test//\"/}; [ "$test" = test ] && continue
       t=$(echo "$test" | awk '{print tolower($1)}')
-      RPS[$name,$P,$t]=${rps//\"/}; P50[$name,$P,$t]=${p50//\"/}; P99[$name,$P,$t]=${p99//\"/}
+      RPS[$name,$P,$t]+="${rps//\"/} "; P50[$name,$P,$t]+="${p50//\"/} "; P99[$name,$P,$t]+="${p99//\"/} "
     done < <(redis-benchmark -p "${PORT[$name]}" -t "$TESTS" -n "$REQUESTS" -c "$CLIENTS" -P "$P" -r 100000 --csv 2>/dev/null)
   done
+done
+done
+# shellcheck disable=SC2086  # the values are one space-separated word list
+median() { python3 -c "import sys, statistics; v=[float(x) for x in sys.argv[1:]]; print(f'{statistics.median(v):.2f}' if v else '?')" $1; }
+for k in "${!RPS[@]}"; do
+  RPS[$k]=$(median "${RPS[$k]}"); P50[$k]=$(median "${P50[$k]}"); P99[$k]=$(median "${P99[$k]}")
 done
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 
 echo
-echo "requests/s (p50 / p99 ms), $REQUESTS requests, $CLIENTS clients, $(nproc) cores, $(date -u +%F)"
+echo "requests/s (p50 / p99 ms), medians of $ROUNDS rounds, $REQUESTS requests, $CLIENTS clients, $(nproc) cores, $(date -u +%F)"
 printf '| %-6s | %-2s | %-22s | %-22s | %-5s | %-22s | %-22s | %-5s | %-22s | %-5s |\n' \
   test P "redis always" "braid always" ratio "redis everysec" "braid everysec" ratio "redis no persistence" ratio
 printf '|%s|\n' "--------|----|------------------------|------------------------|-------|------------------------|------------------------|-------|------------------------|-------"
