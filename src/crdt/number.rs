@@ -334,32 +334,10 @@ const SUM_FRACTIONAL: u8 = 0x01;
 const SUM_WIDE: u8 = 0x02;
 
 /// The decimal text of `n`. Every INCR formats its counter a few times
-/// (prepare, digest, reply): `i128`'s `Display` is several times slower.
+/// (prepare, digest, reply): `itoa` is several times faster than `i128`'s
+/// `Display`.
 fn int_bytes(n: i128) -> Vec<u8> {
-    let mut digits = [0u8; 40];
-    let mut i = digits.len();
-    let mut wide = n.unsigned_abs();
-    // 128-bit division is a slow library call: only for the digits beyond u64.
-    while wide > u128::from(u64::MAX) {
-        i -= 1;
-        digits[i] = b'0' + (wide % 10) as u8;
-        wide /= 10;
-    }
-    let mut m = wide as u64;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    let mut out = Vec::with_capacity(digits.len() - i + 1);
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[i..]);
-    out
+    itoa::Buffer::new().format(n).as_bytes().to_vec()
 }
 
 /// What a string (or hash field) holds once unseen increments are added to its

@@ -120,8 +120,9 @@ impl Frame {
     /// A bulk string holding the decimal text of `n`, as Redis replies for
     /// integers stored in strings (`GET` of a counter).
     pub fn bulk_int(n: i64) -> Frame {
-        let mut buf = [0u8; 20];
-        Frame::Bulk(Bytes::copy_from_slice(i64_decimal(n, &mut buf)))
+        Frame::Bulk(Bytes::copy_from_slice(
+            itoa::Buffer::new().format(n).as_bytes(),
+        ))
     }
 
     /// The null reply (`$-1` / `_`).
@@ -315,31 +316,9 @@ fn put_len(out: &mut BytesMut, prefix: u8, n: usize) {
 }
 
 fn put_int(out: &mut BytesMut, prefix: u8, n: i64) {
-    let mut buf = [0u8; 20];
     out.put_u8(prefix);
-    out.put_slice(i64_decimal(n, &mut buf));
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
     out.put_slice(b"\r\n");
-}
-
-/// The decimal text of `n` written into `buf` (20 bytes fit `i64::MIN`),
-/// without going through `fmt` on the hot reply path.
-fn i64_decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut v = n.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        // `v % 10` is below 10, so the cast cannot truncate.
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
 }
 
 /// Formats a double exactly like Redis 7.2+ (`d2string` in `util.c`):
