@@ -162,6 +162,12 @@ pub struct Config {
     /// Most of one client's pipelined commands parsed but not yet answered;
     /// the rest stay unread in the socket until these are answered.
     pub client_pipeline_depth: usize,
+    /// Threads running client connections and replication (0: one fewer
+    /// than the machine's cores, at least one). Why not one per core: the
+    /// group-commit thread and RocksDB's own threads need a core too, and
+    /// the keyspace is one lock, so a worker competing with them for a core
+    /// costs more in hand-offs than it adds (measured in `BENCHMARKS.md`).
+    pub worker_threads: usize,
     /// Log line format.
     pub log_format: LogFormat,
     /// Conflicts kept in the journal `BRAID.CONFLICTS` reads (the latest
@@ -304,6 +310,7 @@ impl Default for Config {
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
             client_output_buffer_limit: ByteSize(16 * 1024 * 1024),
             client_pipeline_depth: 1024,
+            worker_threads: 0,
             log_format: LogFormat::Text,
             conflict_journal_len: 1024,
             replication: ReplicationConfig::default(),
@@ -342,6 +349,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The worker threads to start: `worker_threads`, or when 0, one fewer
+    /// than the cores this process may use (at least one).
+    pub fn effective_worker_threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1)
+    }
+
     /// Reads a TOML file; unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -427,6 +445,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.client_pipeline_depth) {
             return invalid("client_pipeline_depth", "must be between 1 and 1000000");
+        }
+        if self.worker_threads > 1024 {
+            return invalid("worker_threads", "must be at most 1024 (0: automatic)");
         }
         Ok(())
     }
@@ -561,6 +582,26 @@ mod tests {
         let err = Config::from_toml("[metrics]\nlisen = \"127.0.0.1:9121\"\n").unwrap_err();
         assert!(err.contains("lisen"), "{err}");
         assert_eq!(Config::default().replication.heartbeat_ms, 1000);
+    }
+
+    #[test]
+    fn worker_threads_default_leaves_a_core_and_can_be_set() {
+        let auto = Config::default();
+        assert_eq!(auto.worker_threads, 0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            auto.effective_worker_threads(),
+            cores.saturating_sub(1).max(1)
+        );
+        let set = Config::from_toml("worker_threads = 3\n").unwrap();
+        set.validate().unwrap();
+        assert_eq!(set.effective_worker_threads(), 3);
+        let err = Config::from_toml("worker_threads = 5000\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'worker_threads'"), "{err}");
     }
 
     #[test]

@@ -82,6 +82,10 @@ struct Cli {
     /// [default: 1024].
     #[arg(long, value_name = "N")]
     client_pipeline_depth: Option<usize>,
+    /// Threads serving clients and peers [default: 0 = one fewer than the
+    /// cores, at least one].
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
     /// Conflicts kept for BRAID.CONFLICTS, the latest ones [default: 1024; 0 = counts only].
     #[arg(long, value_name = "N")]
     conflict_journal_len: Option<usize>,
@@ -192,6 +196,7 @@ impl Cli {
             client_query_buffer_limit,
             client_output_buffer_limit,
             client_pipeline_depth,
+            worker_threads,
             conflict_journal_len,
             log_format
         );
@@ -254,6 +259,7 @@ fn main() -> ExitCode {
     };
     init_logging(config.log_format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.effective_worker_threads())
         .enable_all()
         .build()
     {

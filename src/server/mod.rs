@@ -564,6 +564,7 @@ async fn client_loop(
         let observed = {
             let mut ks = shared.keyspace.lock();
             let now = unix_ms();
+            session.reset_clock();
             while let Some(args) = pending.pop_front() {
                 let (reply, after) = session.handle(&mut ks, shared.as_ref(), now, args);
                 reply_bytes = reply_bytes.saturating_add(reply.size_hint());
@@ -975,6 +976,7 @@ impl ServerHooks for Shared {
                 c.client_output_buffer_limit.0.to_string(),
             ),
             ("client-pipeline-depth", c.client_pipeline_depth.to_string()),
+            ("worker-threads", c.worker_threads.to_string()),
         ];
         all.into_iter()
             .filter(|(k, _)| config_matches(pattern, k))

@@ -28,6 +28,9 @@ pub struct Session {
     multi_bytes: usize,
     multi_failed: bool,
     watched: Vec<(Bytes, u64)>,
+    /// When the previous command of this batch finished: the next one's
+    /// start, so that timing a command costs one clock read, not two.
+    clock: Option<std::time::Instant>,
 }
 
 const NOAUTH_REPLY: &str = "NOAUTH Authentication required.";
@@ -61,6 +64,9 @@ impl Session {
         now_ms: u64,
         args: Vec<Bytes>,
     ) -> (Frame, After) {
+        // Only a command run back to back with the one before reuses its
+        // end time: any other path leaves the clock unset.
+        let clock = self.clock.take();
         let Some(name) = args.first() else {
             return (Frame::error("ERR empty command"), After::Continue);
         };
@@ -123,10 +129,18 @@ impl Session {
                 return (Frame::error(why), After::Continue);
             }
         }
+        self.clock = clock;
         (
             self.run(ks, server, now_ms, &args, Some(spec)),
             After::Continue,
         )
+    }
+
+    /// Forgets the last command's end time: the next command is timed from
+    /// its own start (call when a new batch begins, so idle time between
+    /// batches is not counted).
+    pub fn reset_clock(&mut self) {
+        self.clock = None;
     }
 
     /// Runs a command; `spec` is its table entry when already looked up.
@@ -140,7 +154,7 @@ impl Session {
     ) -> Frame {
         // `current` names the command once it is found (latency per command).
         self.client.current = "";
-        let t0 = std::time::Instant::now();
+        let t0 = self.clock.take().unwrap_or_else(std::time::Instant::now);
         let mut ctx = Ctx {
             ks,
             now_ms,
@@ -151,9 +165,11 @@ impl Session {
             Some(spec) => command::execute_spec(&mut ctx, spec, args),
             None => command::execute(&mut ctx, args),
         };
+        let t1 = std::time::Instant::now();
         if !self.client.current.is_empty() {
-            server.command_done(self.client.current, t0.elapsed());
+            server.command_done(self.client.current, t1.saturating_duration_since(t0));
         }
+        self.clock = Some(t1);
         reply
     }
 
