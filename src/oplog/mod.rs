@@ -7,6 +7,11 @@
 
 pub mod commit;
 pub mod inspect;
+pub mod record;
+
+pub use record::{
+    decode_record, encode_record, parse_record_key, record_key, record_span, MAX_RECORD_OPS,
+};
 
 use rocksdb::{
     ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Direction, IteratorMode, Options,
@@ -14,11 +19,12 @@ use rocksdb::{
 };
 use std::path::{Path, PathBuf};
 
-use crate::crdt::codec::{decode_op, encode_op};
 use crate::crdt::{Operation, RegionId, Seq, VersionVector};
 
-/// Version of the record layout (the operation inside has its own).
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// Version of the record layout (the operation inside has its own): 2 is a
+/// run of operations per record; a log in format 1 (one operation per
+/// record) is rewritten in format 2 when the server first opens it.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
 const META_FORMAT: &[u8] = b"format";
@@ -72,64 +78,8 @@ pub enum OpLogError {
     },
 }
 
-/// The RocksDB key of an operation.
-pub fn record_key(origin: RegionId, seq: Seq) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[..2].copy_from_slice(&origin.0.to_be_bytes());
-    k[2..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn parse_key(k: &[u8]) -> Option<(RegionId, Seq)> {
-    let origin = u16::from_be_bytes(k.get(..2)?.try_into().ok()?);
-    let seq = u64::from_be_bytes(k.get(2..10)?.try_into().ok()?);
-    (k.len() == 10).then_some((RegionId(origin), seq))
-}
-
-/// Encodes a record: CRC32 of the operation bytes, then the bytes.
-pub fn encode_record(op: &Operation, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&[0; 4]);
-    encode_op(op, out);
-    let crc = crc32fast::hash(&out[4..]);
-    out[..4].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// Decodes a record, checking its CRC and that it is the operation its key
-/// names.
-pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Operation, String> {
-    let (origin, seq) = parse_key(key).ok_or("malformed key")?;
-    if value.len() < 4 {
-        return Err(format!(
-            "record of {} bytes is shorter than its checksum",
-            value.len()
-        ));
-    }
-    let stored = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
-    let actual = crc32fast::hash(&value[4..]);
-    if stored != actual {
-        return Err(format!(
-            "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
-        ));
-    }
-    let op = decode_op(&value[4..]).map_err(|e| e.to_string())?;
-    if op.origin != origin || op.seq != seq {
-        return Err(format!(
-            "record holds {}:{} under the key of {origin}:{seq}",
-            op.origin, op.seq
-        ));
-    }
-    Ok(op)
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The (origin, sequence) a RocksDB key of the `log` column family names;
-/// `None` for a key that is not exactly 10 bytes.
-pub fn parse_record_key(key: &[u8]) -> Option<(RegionId, Seq)> {
-    parse_key(key)
 }
 
 /// Lower-case hex of a key, as error messages and tools print it.
@@ -328,7 +278,7 @@ impl OpLog {
                 .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward));
             let Some(item) = it.next() else { break };
             let (k, _) = item.map_err(|e| self.db_err(e))?;
-            let Some((origin, _)) = parse_key(&k) else {
+            let Some((origin, _)) = parse_record_key(&k) else {
                 break;
             };
             out.push(origin);
@@ -357,7 +307,7 @@ impl OpLog {
             .map_while(move |(item, path)| match item {
                 Err(source) => Some(Err(OpLogError::Db { path, source })),
                 Ok((k, v)) => {
-                    let (o, seq) = parse_key(&k)?;
+                    let (o, seq) = parse_record_key(&k)?;
                     if o != origin {
                         return None;
                     }
@@ -383,7 +333,7 @@ impl OpLog {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.db_err(e))?;
-                Ok(parse_key(&k).filter(|(o, _)| *o == origin).map(|(_, s)| s))
+                Ok(parse_record_key(&k).filter(|(o, _)| *o == origin).map(|(_, s)| s))
             }
         }
     }
@@ -412,7 +362,7 @@ impl OpLog {
                 break;
             }
             let (k, v) = item.map_err(|e| self.db_err(e))?;
-            match parse_key(&k) {
+            match parse_record_key(&k) {
                 Some((o, seq)) if o == origin && seq <= upto => {
                     let op = decode_record(&k, &v).map_err(|reason| OpLogError::Corrupt {
                         path: self.path.clone(),
