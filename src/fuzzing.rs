@@ -23,8 +23,9 @@ use crate::config::Config;
 use crate::crdt::codec::{decode_op, encode_op_to_vec};
 use crate::crdt::snapshot as snap;
 use crate::crdt::{Operation, VersionVector};
-use crate::oplog::inspect::{check_record, format_json, format_text, LogScan};
-use crate::oplog::{decode_record, encode_record, record_key};
+use crate::oplog::inspect::{check_record, format_json, format_text, Filter, LogScan};
+use crate::oplog::record::runs;
+use crate::oplog::{decode_record, encode_record, record_key, record_span};
 use crate::replication::message::{read_message, Message};
 use crate::replication::segment::{
     decode_header, decode_segment, encode_segment, Compression, SegmentLimits, FIXED_HEADER_LEN,
@@ -178,42 +179,125 @@ pub fn op_codec(data: &[u8]) {
     let _ = format_json(&op);
 }
 
-/// Op-log records (`src/oplog/`): key, CRC framing, operation. Input: mode
-/// byte, a 10-byte key (if that many bytes remain), the record value. Mode
-/// bit 0 recomputes the value's CRC; bit 1 makes the key the one the
-/// operation's own origin and sequence give, so fuzzing reaches past both.
+/// How many whole length-prefixed chunks (`len u32 LE ‖ len bytes`) `b`
+/// starts with: the operations a record's body would hold.
+fn length_prefixed_chunks(b: &[u8]) -> usize {
+    let mut at = 0usize;
+    let mut n = 0;
+    while let Some(len) = b.get(at..at + 4) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        match (at + 4).checked_add(len) {
+            Some(end) if end <= b.len() => {
+                at = end;
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// Op-log records (`src/oplog/record.rs`, format 2): key, CRC, count, then
+/// the run of length-prefixed operations. Input: mode byte, a 10-byte key
+/// (if that many bytes remain), the record value. Mode bit 2 sets the count
+/// to the number of length-prefixed chunks the value holds, bit 1 makes the
+/// key the one the first operation's origin and sequence give, and bit 0
+/// then recomputes the value's CRC, so fuzzing reaches past all three.
 ///
-/// Properties: [`decode_record`], [`check_record`] and a [`LogScan`] agree;
-/// a good record re-encodes to exactly its value under exactly its key.
+/// Properties: no input panics; [`decode_record`], [`check_record`] and a
+/// [`LogScan`] agree, and [`record_span`] names what a good record holds; a
+/// good record re-encodes to exactly its value under exactly its key; its
+/// first `k` operations and the rest each make a record that decodes back
+/// to them, and the two records scan as one run without a problem.
 pub fn oplog_record(data: &[u8]) {
     let (m, rest) = mode(data);
     let (key, value) = rest.split_at(rest.len().min(10));
     let mut key = key.to_vec();
     let mut value = value.to_vec();
+    if m & 4 != 0 && value.len() >= 8 {
+        let n = length_prefixed_chunks(&value[8..]) as u32;
+        value[4..8].copy_from_slice(&n.to_le_bytes());
+    }
+    if m & 2 != 0 {
+        let first = value.get(8..12).and_then(|len| {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            value.get(12..12usize.checked_add(len)?)
+        });
+        if let Some(op) = first.and_then(|b| decode_op(b).ok()) {
+            key = record_key(op.origin, op.seq).to_vec();
+        }
+    }
     if m & 1 != 0 && value.len() >= 4 {
         let crc = crc32fast::hash(&value[4..]);
         value[..4].copy_from_slice(&crc.to_le_bytes());
     }
-    if m & 2 != 0 {
-        if let Some(op) = value.get(4..).and_then(|b| decode_op(b).ok()) {
-            key = record_key(op.origin, op.seq).to_vec();
-        }
-    }
+    let span = record_span(&key, &value);
+    let _ = Filter::default().wants_record(&key, &value);
     let decoded = decode_record(&key, &value);
     let checked = check_record(&key, &value);
-    assert_eq!(decoded.is_ok(), checked.is_ok(), "decode vs check");
+    assert_eq!(
+        decoded.as_ref().ok(),
+        checked.as_ref().ok(),
+        "decode vs check"
+    );
     let mut scan = LogScan::new(VersionVector::new());
     let observed = scan.observe(&key, &value);
     assert_eq!(observed.record.is_ok(), decoded.is_ok(), "decode vs scan");
     assert_eq!(scan.has_problems(), decoded.is_err());
-    if let Ok(op) = decoded {
-        let mut out = Vec::new();
-        encode_record(&op, &mut out);
-        assert_eq!(out, value, "canonical record");
-        assert_eq!(record_key(op.origin, op.seq).as_slice(), key.as_slice());
-        assert_eq!(checked.ok().as_ref(), Some(&op));
-        let _ = format_text(&op);
+    let Ok(ops) = decoded else {
+        return;
+    };
+    let (first, last) = match (ops.first(), ops.last()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => panic!("a good record holds no operation"),
+    };
+    assert_eq!(span, Some((first.origin, first.seq, last.seq)), "span");
+    assert_eq!(scan.ops, ops.len() as u64);
+    let mut out = Vec::new();
+    encode_record(&ops, &mut out);
+    assert_eq!(out, value, "canonical record");
+    assert_eq!(
+        record_key(first.origin, first.seq).as_slice(),
+        key.as_slice()
+    );
+    for op in &ops {
+        let _ = format_text(op);
     }
+    // Split in two: each part round-trips, and together they are one run.
+    let k = ops.len().div_ceil(2);
+    let (head, tail) = ops.split_at(k);
+    let mut records = Vec::new();
+    for part in [head, tail] {
+        let Some(op) = part.first() else { continue };
+        let mut v = Vec::new();
+        encode_record(part, &mut v);
+        let key = record_key(op.origin, op.seq);
+        assert_eq!(decode_record(&key, &v).as_deref(), Ok(part), "round trip");
+        records.push((key, v));
+    }
+    let cover = VersionVector::from_entries([(first.origin, head[k - 1].seq)]);
+    let mut scan = LogScan::new(cover);
+    for (key, v) in &records {
+        assert!(scan.observe(key, v).record.is_ok(), "part of a good run");
+    }
+    assert!(!scan.has_problems(), "a run split in two");
+    let st = scan.origin(first.origin).expect("scanned");
+    assert_eq!(
+        (
+            st.first_seq,
+            st.last_seq,
+            st.ops,
+            st.covered,
+            st.covered_records
+        ),
+        (
+            Some(first.seq),
+            Some(last.seq),
+            ops.len() as u64,
+            k as u64,
+            1
+        )
+    );
 }
 
 // ---------------------------------------------------------------- replication
@@ -668,15 +752,24 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         "resp_parse",
         b"\x02*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*0\r\n\r\n".to_vec(),
     ));
+    let record_seed = |run: &[Operation]| {
+        let mut rec = Vec::new();
+        encode_record(run, &mut rec);
+        let mut r = vec![7u8];
+        r.extend_from_slice(&record_key(run[0].origin, run[0].seq));
+        r.extend_from_slice(&rec);
+        ("oplog_record", r)
+    };
     for op in &ops {
         let bytes = encode_op_to_vec(op);
         out.push(("op_codec", bytes.clone()));
-        let mut rec = Vec::new();
-        encode_record(op, &mut rec);
-        let mut r = vec![3u8];
-        r.extend_from_slice(&record_key(op.origin, op.seq));
-        r.extend_from_slice(&rec);
-        out.push(("oplog_record", r));
+        out.push(record_seed(std::slice::from_ref(op)));
+    }
+    // Records of several operations: each origin's operations in order.
+    let mut by_origin = ops.clone();
+    by_origin.sort_by_key(|op| (op.origin, op.seq));
+    for run in runs(&by_origin, |_| 1) {
+        out.push(record_seed(run));
     }
     for compression in [Compression::Raw, Compression::Lz4] {
         let (seg, _) = encode_segment(&ops, compression);

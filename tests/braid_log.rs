@@ -3,8 +3,8 @@
 
 mod common;
 
-use braid::crdt::RegionId;
-use braid::oplog::record_key;
+use braid::crdt::{Operation, RegionId};
+use braid::oplog::{decode_record, encode_record, key_hex, record_key, record_span};
 use common::server::Braid;
 use redis::Commands;
 use std::io::{BufRead, BufReader};
@@ -62,6 +62,52 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
     .expect("op log opens")
 }
 
+/// Every raw record of the `log` column family, in key order.
+fn raw_records(db: &rocksdb::DB) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let log = db.cf_handle("log").unwrap();
+    db.iterator_cf(log, rocksdb::IteratorMode::Start)
+        .map(|item| {
+            let (k, v) = item.expect("readable record");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// The record holding operation `seq` of `origin`: its key, value, first
+/// and last sequence.
+fn record_holding(db: &rocksdb::DB, origin: RegionId, seq: u64) -> (Vec<u8>, Vec<u8>, u64, u64) {
+    raw_records(db)
+        .into_iter()
+        .find_map(|(k, v)| {
+            let (o, first, last) = record_span(&k, &v)?;
+            (o == origin && first <= seq && seq <= last).then_some((k, v, first, last))
+        })
+        .unwrap_or_else(|| panic!("no record holds {origin}:{seq}"))
+}
+
+/// Rewrites `origin`'s records as one record per run of `runs` (operations
+/// in no run are dropped), so that a test knows where records start and end.
+fn relayout(db: &rocksdb::DB, origin: RegionId, runs: &[std::ops::RangeInclusive<u64>]) {
+    let log = db.cf_handle("log").unwrap();
+    let mut ops = std::collections::BTreeMap::<u64, Operation>::new();
+    for (k, v) in raw_records(db) {
+        if k[..2] != origin.0.to_be_bytes() {
+            continue;
+        }
+        for op in decode_record(&k, &v).expect("a good record") {
+            ops.insert(op.seq, op);
+        }
+        db.delete_cf(log, &k).unwrap();
+    }
+    for run in runs {
+        let run: Vec<Operation> = run.clone().map(|s| ops[&s].clone()).collect();
+        let mut value = Vec::new();
+        encode_record(&run, &mut value);
+        db.put_cf(log, record_key(origin, run[0].seq), value)
+            .unwrap();
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -82,6 +128,8 @@ fn dumped_seqs(stdout: &str) -> Vec<u64> {
 #[test]
 fn summary_counts_each_origin_and_reports_snapshots() {
     let b = stopped_region(30);
+    let records = raw_records(&raw_db(&b.dir)).len();
+    assert!((1..=30).contains(&records), "{records} records");
     let r = braid_log(&b.dir, &["summary"]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(
@@ -95,12 +143,32 @@ fn summary_counts_each_origin_and_reports_snapshots() {
         .find(|l| l.starts_with("r1 "))
         .expect("a row for r1");
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[..4], ["r1", "1", "30", "30"], "{row}");
+    // origin, first, last, operations, records.
+    let n = records.to_string();
+    assert_eq!(&cols[..5], ["r1", "1", "30", "30", n.as_str()], "{row}");
     assert!(r.stdout.contains("snapshots    0 in"), "{}", r.stdout);
     assert!(r.stdout.contains("truncatable  nothing (no snapshot)"));
     let last = r.stdout.lines().last().unwrap();
+    let records = if records == 1 {
+        "1 record".to_string()
+    } else {
+        format!("{records} records")
+    };
     assert!(
-        last.starts_with("summary: 1 origin, 30 records ("),
+        last.starts_with(&format!("summary: 1 origin, 30 operations in {records} (")),
+        "{last}"
+    );
+
+    // Records of several operations: the same operations, fewer records.
+    relayout(&raw_db(&b.dir), RegionId(1), &[1..=10, 11..=29, 30..=30]);
+    let r = braid_log(&b.dir, &["summary"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let row = r.stdout.lines().find(|l| l.starts_with("r1 ")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..5], ["r1", "1", "30", "30", "3"], "{row}");
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("summary: 1 origin, 30 operations in 3 records ("),
         "{last}"
     );
 
@@ -161,6 +229,8 @@ fn dump_filters_by_origin_sequence_key_and_time() {
         let _: () = c.set("late:s", "y").unwrap();
     }
     assert!(b.terminate().expect("exits").success());
+    // Two records, so that --from starts inside one.
+    relayout(&raw_db(&b.dir), RegionId(1), &[1..=3, 4..=8]);
 
     let all = braid_log(&b.dir, &["dump"]);
     assert_eq!(all.code, Some(0), "{}", all.stderr);
@@ -174,7 +244,12 @@ fn dump_filters_by_origin_sequence_key_and_time() {
     assert!(all
         .stdout
         .contains("StrSet { value: b\"0\", ttl: Persist }"));
-    assert!(all.stderr.contains("dump: 8 operations shown of 8 scanned"));
+    assert!(
+        all.stderr
+            .contains("dump: 8 operations shown of 8 in range, from 2 records read, 0 bad records"),
+        "{}",
+        all.stderr
+    );
 
     let r = braid_log(&b.dir, &["dump", "--key", "user:*"]);
     assert_eq!(dumped_seqs(&r.stdout), vec![1, 2, 3, 4, 5]);
@@ -185,8 +260,28 @@ fn dump_filters_by_origin_sequence_key_and_time() {
         &["dump", "--origin", "1", "--from", "3", "--to", "6"],
     );
     assert_eq!(dumped_seqs(&r.stdout), vec![3, 4, 5, 6]);
+    // From inside the record 4..=8: the record is found, its earlier
+    // operations skipped.
+    let r = braid_log(
+        &b.dir,
+        &["dump", "--origin", "1", "--from", "5", "--to", "6"],
+    );
+    assert_eq!(dumped_seqs(&r.stdout), vec![5, 6]);
+    assert!(
+        r.stderr
+            .contains("dump: 2 operations shown of 2 in range, from 2 records read"),
+        "{}",
+        r.stderr
+    );
     let r = braid_log(&b.dir, &["dump", "--from", "7"]);
     assert_eq!(dumped_seqs(&r.stdout), vec![7, 8]);
+    let r = braid_log(&b.dir, &["dump", "--origin", "1", "--to", "2"]);
+    assert_eq!(dumped_seqs(&r.stdout), vec![1, 2]);
+    // The last 3 operations start inside the record 4..=8 too.
+    let r = braid_log(&b.dir, &["tail", "-n", "3"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(dumped_seqs(&r.stdout), vec![6, 7, 8]);
+    assert!(r.stderr.contains("tail: 3 operations"), "{}", r.stderr);
     let r = braid_log(&b.dir, &["dump", "--origin", "2"]);
     assert_eq!(r.stdout, "");
     let r = braid_log(&b.dir, &["dump", "--limit", "2"]);
@@ -291,17 +386,27 @@ fn verify_passes_on_a_good_log_with_a_snapshot() {
 #[test]
 fn verify_finds_a_corrupted_record_and_repair_truncates_only_from_it() {
     let mut b = stopped_region(40);
+    // Records of 7 operations (the last of 5), so that the bad record holds
+    // operations before and after r1:25.
+    relayout(
+        &raw_db(&b.dir),
+        RegionId(1),
+        &[1..=7, 8..=14, 15..=21, 22..=28, 29..=35, 36..=40],
+    );
     assert_eq!(braid_log(&b.dir, &["verify"]).code, Some(0));
-    // Flip one byte of r1:25 (SET k24).
-    {
+    // Flip one byte of the record holding r1:25 (SET k24), inside its last
+    // operation: the CRC fails, the header still reads.
+    let (first, last) = {
         let db = raw_db(&b.dir);
         let log = db.cf_handle("log").unwrap();
-        let key = record_key(RegionId(1), 25);
-        let mut value = db.get_cf(log, key).unwrap().expect("record 25 exists");
+        let (key, mut value, first, last) = record_holding(&db, RegionId(1), 25);
+        assert_eq!((first, last), (22, 28));
         let at = value.len() - 2;
         value[at] ^= 0x10;
         db.put_cf(log, key, value).unwrap();
-    }
+        (first, last)
+    };
+    let key = key_hex(&record_key(RegionId(1), first));
 
     let r = braid_log(&b.dir, &["verify"]);
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
@@ -312,69 +417,113 @@ fn verify_finds_a_corrupted_record_and_repair_truncates_only_from_it() {
         .collect();
     assert_eq!(bad.len(), 1, "{}", r.stdout);
     assert!(
-        bad[0].starts_with("bad record r1:25 (key 00010000000000000019, "),
+        bad[0].starts_with(&format!("bad record r1:{first} (key {key}, ")),
+        "{}",
+        bad[0]
+    );
+    assert!(
+        bad[0].contains(&format!("header claims seq {first}..={last}): ")),
         "{}",
         bad[0]
     );
     assert!(bad[0].contains("checksum mismatch"), "{}", bad[0]);
     assert!(r.stdout.contains("repair --origin 1"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains(&format!("keep r1 up to seq {}", first - 1)),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("1 bad record, 0 gaps"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("verify: 6 records (33 operations in the good ones) of 1 origin,"),
+        "{}",
+        r.stdout
+    );
 
     // No confirmation (stdin is not a terminal): refused, nothing changed.
+    // The whole bad record goes, with the good records after it.
     let r = braid_log(&b.dir, &["repair", "--origin", "1"]);
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("first problem: bad record r1:25"),
+        r.stdout
+            .contains(&format!("first problem: bad record r1:{first}")),
+        "{}",
+        r.stdout
+    );
+    let drops = format!(
+        "r1 seq {first}..=40: {} operations and 1 bad record (holding operations that cannot be read); 3 records deleted (",
+        40 - last
+    );
+    assert!(
+        r.stdout.contains(&format!("drops: {drops}")),
         "{}",
         r.stdout
     );
     assert!(
-        r.stdout.contains("drops: 16 records of r1, seq 25..=40"),
+        r.stdout
+            .contains(&format!("keeps: r1 seq 1..={}", first - 1)),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("keeps: r1 seq 1..=24"), "{}", r.stdout);
     assert!(
         r.stdout.contains("refused, nothing changed"),
         "{}",
         r.stdout
     );
-    let r = braid_log(&b.dir, &["dump", "--from", "26"]);
-    assert_eq!(dumped_seqs(&r.stdout), (26..=40).collect::<Vec<_>>());
+    // After the bad record's header-claimed end, a dump reads on without it.
+    let after = (last + 1).to_string();
+    let r = braid_log(&b.dir, &["dump", "--from", &after]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(dumped_seqs(&r.stdout), (last + 1..=40).collect::<Vec<_>>());
+    // From inside it, the bad record is skipped and named.
+    let r = braid_log(&b.dir, &["dump", "--origin", "1", "--from", "25"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(dumped_seqs(&r.stdout), (last + 1..=40).collect::<Vec<_>>());
     let r = braid_log(&b.dir, &["dump"]);
     assert_eq!(r.code, Some(1), "a dump that skipped a bad record fails");
     assert!(
-        r.stderr.contains("skipping bad record r1:25"),
+        r.stderr
+            .contains(&format!("skipping bad record r1:{first} ")),
         "{}",
         r.stderr
     );
+    let mut expected: Vec<u64> = (1..first).collect();
+    expected.extend(last + 1..=40);
+    assert_eq!(dumped_seqs(&r.stdout), expected);
 
     let r = braid_log(&b.dir, &["repair", "--origin", "1", "--yes"]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout
-            .contains("repair: dropped 16 records of r1, seq 25..=40"),
+        r.stdout.contains(&format!("repair: dropped {drops}")),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("r1 now ends at seq 24"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains(&format!("r1 now ends at seq {}", first - 1)),
+        "{}",
+        r.stdout
+    );
     let r = braid_log(&b.dir, &["verify"]);
     assert_eq!(r.code, Some(0), "{}", r.stdout);
     let r = braid_log(&b.dir, &["dump"]);
-    assert_eq!(dumped_seqs(&r.stdout), (1..=24).collect::<Vec<_>>());
+    assert_eq!(dumped_seqs(&r.stdout), (1..first).collect::<Vec<_>>());
 
     // The server starts on the repaired log and holds what preceded the
-    // bad record, and only that.
+    // bad record, and only that (r1:i+1 set k<i>).
     b.restart();
     let mut c = b.conn();
-    for i in 0..24 {
+    let kept = first as i64 - 1;
+    for i in 0..kept {
         assert_eq!(c.get::<_, Option<i64>>(format!("k{i}")).unwrap(), Some(i));
     }
-    for i in 24..40 {
+    for i in kept..40 {
         assert_eq!(c.get::<_, Option<i64>>(format!("k{i}")).unwrap(), None);
     }
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
-    assert_eq!(n, 24);
+    assert_eq!(n, kept);
 }
 
 #[test]
@@ -383,16 +532,24 @@ fn verify_locates_gaps_undecodable_and_misplaced_records() {
     {
         let db = raw_db(&b.dir);
         let log = db.cf_handle("log").unwrap();
+        // 10..=11 missing (a gap), 20 and 30 replaced below.
+        relayout(
+            &db,
+            RegionId(1),
+            &[1..=5, 6..=9, 12..=19, 20..=20, 21..=29, 31..=33, 34..=40],
+        );
         let k = |s| record_key(RegionId(1), s);
-        db.delete_cf(log, k(10)).unwrap();
-        db.delete_cf(log, k(11)).unwrap();
         // A record whose CRC is right but whose operation does not decode.
-        let garbage = [0x07u8, 1, 2, 3];
-        let mut v = crc32fast::hash(&garbage).to_le_bytes().to_vec();
-        v.extend_from_slice(&garbage);
+        let mut v = vec![0u8; 4];
+        v.extend_from_slice(&1u32.to_le_bytes());
+        v.extend_from_slice(&4u32.to_le_bytes());
+        v.extend_from_slice(&[0x07, 1, 2, 3]);
+        let crc = crc32fast::hash(&v[4..]);
+        v[..4].copy_from_slice(&crc.to_le_bytes());
         db.put_cf(log, k(20), v).unwrap();
-        // r1:31's record under the key of r1:30.
+        // The record of r1:31..=33 under the key of r1:30.
         let moved = db.get_cf(log, k(31)).unwrap().unwrap();
+        db.delete_cf(log, k(31)).unwrap();
         db.put_cf(log, k(30), moved).unwrap();
     }
     let r = braid_log(&b.dir, &["verify"]);
@@ -402,12 +559,36 @@ fn verify_locates_gaps_undecodable_and_misplaced_records() {
         .lines()
         .filter(|l| l.starts_with("bad record") || l.starts_with("gap"))
         .collect();
+    // No gap after the record at 30: its end is unknown.
     assert_eq!(problems.len(), 3, "{}", r.stdout);
-    assert_eq!(problems[0], "gap in r1: seq 10..=11 missing (2 records)");
-    assert!(problems[1].starts_with("bad record r1:20 (key 00010000000000000014"));
-    assert!(problems[1].contains("unsupported operation format version 7"));
-    assert!(problems[2].starts_with("bad record r1:30 (key 0001000000000000001e"));
-    assert!(problems[2].contains("holds r1:31 under the key of r1:30"));
+    assert_eq!(problems[0], "gap in r1: seq 10..=11 missing (2 operations)");
+    assert!(
+        problems[1].starts_with(
+            "bad record r1:20 (key 00010000000000000014, 16 bytes, header claims seq 20..=20): "
+        ),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[1].contains("unsupported operation format version 7"),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[2].starts_with("bad record r1:30 (key 0001000000000000001e"),
+        "{}",
+        problems[2]
+    );
+    assert!(
+        problems[2].contains("header claims seq 30..=32"),
+        "{}",
+        problems[2]
+    );
+    assert!(
+        problems[2].contains("holds r1:31 where r1:30 belongs"),
+        "{}",
+        problems[2]
+    );
     assert!(
         r.stdout.contains("2 bad records, 1 gap (2 missing)"),
         "{}",
@@ -422,16 +603,26 @@ fn verify_locates_gaps_undecodable_and_misplaced_records() {
         "{}",
         r.stdout
     );
+    // 12..=19, 21..=29 and 34..=40, and the two bad records.
     assert!(
-        r.stdout.contains("dropped 29 records of r1, seq 12..=40"),
+        r.stdout.contains(
+            "dropped r1 seq 10..=40: 24 operations and 2 bad records \
+             (holding operations that cannot be read); 5 records deleted ("
+        ),
         "{}",
         r.stdout
     );
+    assert!(r.stdout.contains("r1 now ends at seq 9"), "{}", r.stdout);
     assert_eq!(braid_log(&b.dir, &["verify"]).code, Some(0));
     // Nothing left to repair.
     let r = braid_log(&b.dir, &["repair", "--origin", "1"]);
     assert_eq!(r.code, Some(0), "{}", r.stdout);
     assert!(r.stdout.contains("nothing to repair"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("seq 1..=9, 9 operations in 2 records"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// An operation of `origin` at `seq` having seen `seen` of region 2.
@@ -461,8 +652,9 @@ fn op_at(origin: u16, seq: u64, seen: u64) -> braid::crdt::Operation {
 
 #[test]
 fn repair_names_the_operations_of_other_origins_that_depend_on_dropped_ones() {
-    // Region 1's log holding region 2's operations 1..=10 and its own
-    // 1..=5, of which 3..=5 saw region 2's first 6.
+    // Region 1's log holding region 2's operations 1..=10 (three appends:
+    // records 1..=4, 5..=7, 8..=10) and its own 1..=5 (one record), of
+    // which 3..=5 saw region 2's first 6.
     let tmp = tempfile::tempdir().unwrap();
     {
         let log = braid::oplog::OpLog::open(tmp.path(), RegionId(1), "one").unwrap();
@@ -470,21 +662,24 @@ fn repair_names_the_operations_of_other_origins_that_depend_on_dropped_ones() {
         let ours: Vec<_> = (1..=5)
             .map(|s| op_at(1, s, if s >= 3 { 6 } else { 2 }))
             .collect();
-        log.append(&theirs, true).unwrap();
+        log.append(&theirs[..4], true).unwrap();
+        log.append(&theirs[4..7], true).unwrap();
+        log.append(&theirs[7..], true).unwrap();
         log.append(&ours, true).unwrap();
     }
     let r = braid_log(tmp.path(), &["summary"]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("summary: 2 origins, 15 records"),
+        r.stdout
+            .contains("summary: 2 origins, 15 operations in 4 records"),
         "{}",
         r.stdout
     );
     {
         let db = raw_db(tmp.path());
         let log = db.cf_handle("log").unwrap();
-        let key = record_key(RegionId(2), 5);
-        let mut v = db.get_cf(log, key).unwrap().unwrap();
+        let (key, mut v, first, last) = record_holding(&db, RegionId(2), 5);
+        assert_eq!((first, last), (5, 7));
         v[0] ^= 1;
         db.put_cf(log, key, v).unwrap();
     }
@@ -500,13 +695,17 @@ fn repair_names_the_operations_of_other_origins_that_depend_on_dropped_ones() {
     let r = braid_log(tmp.path(), &["repair", "--origin", "2", "--yes"]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("drops: 6 records of r2, seq 5..=10"),
+        r.stdout.contains(
+            "drops: r2 seq 5..=10: 3 operations and 1 bad record \
+             (holding operations that cannot be read); 2 records deleted ("
+        ),
         "{}",
         r.stdout
     );
     assert!(
-        r.stdout
-            .contains("warning: 3 records of r1 from seq 3 on depend on dropped operations of r2"),
+        r.stdout.contains(
+            "warning: 3 operations of r1 from seq 3 on depend on dropped operations of r2"
+        ),
         "{}",
         r.stdout
     );
@@ -522,9 +721,11 @@ fn repair_names_the_operations_of_other_origins_that_depend_on_dropped_ones() {
     );
     let r = braid_log(tmp.path(), &["dump", "--origin", "2"]);
     assert_eq!(r.stdout.lines().count(), 4, "{}", r.stdout);
-    // Region 1's own records are untouched until asked for.
+    // Region 1's own operations are untouched until asked for.
     let r = braid_log(tmp.path(), &["dump", "--origin", "1", "--json"]);
     assert_eq!(r.stdout.lines().count(), 5, "{}", r.stdout);
+    // Cutting at 3 cuts inside the record 1..=5: it is rewritten to keep
+    // 1..=2.
     let r = braid_log(
         tmp.path(),
         &["repair", "--origin", "1", "--from", "3", "--yes"],
@@ -535,12 +736,25 @@ fn repair_names_the_operations_of_other_origins_that_depend_on_dropped_ones() {
         "{}",
         r.stdout
     );
+    assert!(r.stdout.contains("keeps: r1 seq 1..=2"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("dropped 3 records of r1, seq 3..=5"),
+        r.stdout.contains(
+            "dropped r1 seq 3..=5: 3 operations; its record of seq 1..=5 rewritten to keep seq 1..=2; \
+             r1 now ends at seq 2"
+        ),
         "{}",
         r.stdout
     );
     assert_eq!(braid_log(tmp.path(), &["verify"]).code, Some(0));
+    let r = braid_log(tmp.path(), &["dump", "--origin", "1"]);
+    assert_eq!(dumped_seqs(&r.stdout), vec![1, 2]);
+    let r = braid_log(tmp.path(), &["summary"]);
+    assert!(
+        r.stdout
+            .contains("summary: 2 origins, 6 operations in 2 records"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -553,7 +767,7 @@ fn read_only_commands_beside_a_running_server_do_not_disturb_it() {
     let r = braid_log(&b.dir, &["summary"]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("summary: 1 origin, 20 records"),
+        r.stdout.contains("summary: 1 origin, 20 operations in "),
         "{}",
         r.stdout
     );
@@ -579,7 +793,7 @@ fn read_only_commands_beside_a_running_server_do_not_disturb_it() {
     }
     let r = braid_log(&b.dir, &["summary"]);
     assert!(
-        r.stdout.contains("summary: 1 origin, 40 records"),
+        r.stdout.contains("summary: 1 origin, 40 operations in "),
         "{}",
         r.stdout
     );

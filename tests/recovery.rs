@@ -46,18 +46,27 @@ fn corrupt_log_record_stops_start_up_naming_it() {
         }
     }
     assert!(b.terminate().expect("exits").success());
-    // Damage record 1:25 behind the server's back.
-    {
+    // Damage the record holding operation r1:25 behind the server's back
+    // (a record holds a run of operations, keyed by its first).
+    let first = {
         let path = b.dir.join("oplog");
         let cfs = ["log", "meta"];
         let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, cfs).unwrap();
         let log = db.cf_handle("log").unwrap();
-        let key = braid::oplog::record_key(braid::crdt::RegionId(1), 25);
-        let mut value = db.get_cf(log, key).unwrap().expect("record 25 exists");
+        let (key, mut value, first) = db
+            .iterator_cf(log, rocksdb::IteratorMode::Start)
+            .map(|item| item.expect("readable record"))
+            .find_map(|(k, v)| {
+                let (origin, first, last) = braid::oplog::record_span(&k, &v)?;
+                (origin == braid::crdt::RegionId(1) && first <= 25 && 25 <= last)
+                    .then(|| (k.to_vec(), v.to_vec(), first))
+            })
+            .expect("a record holds r1:25");
         let last = value.len() - 1;
         value[last] ^= 0xff;
         db.put_cf(log, key, value).unwrap();
-    }
+        first
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_braid-server"))
         .args([
             "--port",
@@ -69,7 +78,10 @@ fn corrupt_log_record_stops_start_up_naming_it() {
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "start-up must refuse a corrupt log");
-    assert!(stderr.contains("corrupt op-log record r1:25"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("corrupt op-log record r1:{first} ")),
+        "{stderr}"
+    );
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
     assert!(stderr.contains("repair"), "{stderr}");
 }

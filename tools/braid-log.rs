@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use braid::crdt::{RegionId, Seq, VersionVector};
 use braid::oplog::inspect::{
     self, check_record, format_json, format_text, human_bytes, list_snapshot_files,
-    read_snapshot_header, Dependents, Filter, LogScan, SnapshotCheckError, SnapshotFile,
+    read_snapshot_header, scan_start, Dependents, Filter, LogScan, SnapshotCheckError,
+    SnapshotFile,
 };
-use braid::oplog::{key_hex, parse_record_key, record_key, OpLog, OpLogError};
+use braid::oplog::{key_hex, parse_record_key, record_key, record_span, OpLog, OpLogError};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -48,19 +49,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Per origin: first and last sequence, records, bytes, HLC range;
-    /// the snapshots and the version vectors they cover; what the newest
-    /// snapshot makes truncatable.
+    /// Per origin: first and last sequence, operations, records, bytes,
+    /// HLC range; the snapshots and the version vectors they cover; what the
+    /// newest snapshot makes truncatable.
     Summary,
     /// Print operations as text or JSON lines, filtered.
     Dump(DumpArgs),
-    /// Check every record (CRC, decoding, key), sequence gaps, every
-    /// snapshot file and that the log continues the newest valid snapshot;
-    /// print every problem's location; exit 1 if there is any.
+    /// Check every record (CRC, count, every operation's decoding, key),
+    /// sequence gaps between records, every snapshot file and that the log
+    /// continues the newest valid snapshot; print every problem's location;
+    /// exit 1 if there is any.
     Verify(VerifyArgs),
-    /// Drop an origin's records from its first bad record (or gap) on.
-    /// Prints what is dropped and asks for confirmation (or --yes). Needs
-    /// the server stopped.
+    /// Drop an origin's operations from its first bad record (the whole
+    /// record) or gap on. Prints what is dropped and asks for confirmation
+    /// (or --yes). Needs the server stopped.
     Repair(RepairArgs),
     /// Print the last operations of each origin, and with -f follow new
     /// ones as a running server writes them.
@@ -115,11 +117,13 @@ struct RepairArgs {
     /// The origin region id whose log is truncated.
     #[arg(long, value_name = "ID")]
     origin: u16,
-    /// Also cut here even if the records from here on are good (e.g. the
-    /// records of another origin that depend on dropped ones).
+    /// Also cut at this operation even if the operations from here on are
+    /// good (e.g. the operations of another origin that depend on dropped
+    /// ones); a record holding it and earlier operations is rewritten to
+    /// keep those.
     #[arg(long, value_name = "SEQ")]
     from: Option<Seq>,
-    /// Do not ask: drop the records.
+    /// Do not ask: drop the operations.
     #[arg(long)]
     yes: bool,
 }
@@ -166,11 +170,11 @@ impl From<OpLogError> for Fail {
 
 type Outcome = Result<ExitCode, Fail>;
 
-/// Scans of fewer records than this draw no progress bar.
-const PROGRESS_MIN_RECORDS: u64 = 200_000;
+/// Scans of fewer operations than this draw no progress bar.
+const PROGRESS_MIN_OPS: u64 = 200_000;
 /// Snapshot checks of fewer bytes than this draw no progress bar.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
-/// Records between two progress updates.
+/// Operations between two progress updates.
 const PROGRESS_STEP: u64 = 16_384;
 
 fn main() -> ExitCode {
@@ -292,16 +296,52 @@ fn open_reader(data_dir: &Path, ui: Ui) -> Result<Reader, Fail> {
     }
 }
 
-/// Sum over the origins of `last - first + 1`: the records a scan will see
-/// (exactly, unless there are gaps or bad keys).
-fn expected_records(log: &OpLog) -> Result<u64, OpLogError> {
+/// `last - first + 1` of `origin`: the operations a scan of it will see
+/// (exactly, unless there are gaps or bad records).
+fn expected_ops_of(log: &OpLog, origin: RegionId) -> Result<u64, OpLogError> {
+    Ok(match (log.first_seq(origin)?, log.last_seq(origin)?) {
+        (Some(a), Some(b)) => b.saturating_sub(a).saturating_add(1),
+        _ => 0,
+    })
+}
+
+/// Sum over the origins of [`expected_ops_of`].
+fn expected_ops(log: &OpLog) -> Result<u64, OpLogError> {
     let mut n = 0u64;
     for o in log.origins()? {
-        if let (Some(a), Some(b)) = (log.first_seq(o)?, log.last_seq(o)?) {
-            n = n.saturating_add(b.saturating_sub(a).saturating_add(1));
-        }
+        n = n.saturating_add(expected_ops_of(log, o)?);
     }
     Ok(n)
+}
+
+/// How many operations a raw record holds as its header says (1 when
+/// unreadable): for progress bars only.
+fn span_len(k: &[u8], v: &[u8]) -> u64 {
+    record_span(k, v).map_or(1, |(_, a, b)| b - a + 1)
+}
+
+/// Advances a progress bar by operations, in steps of [`PROGRESS_STEP`].
+struct Progress {
+    pb: ProgressBar,
+    pending: u64,
+}
+
+impl Progress {
+    fn new(pb: ProgressBar) -> Self {
+        Progress { pb, pending: 0 }
+    }
+
+    fn add(&mut self, n: u64) {
+        self.pending += n;
+        if self.pending >= PROGRESS_STEP {
+            self.pb.inc(self.pending);
+            self.pending = 0;
+        }
+    }
+
+    fn finish(&self) {
+        self.pb.finish_and_clear();
+    }
 }
 
 fn region_line(log: &OpLog) -> Result<String, OpLogError> {
@@ -327,25 +367,20 @@ fn scan_all(
     cover: VersionVector,
     mut each: impl FnMut(&inspect::Observed) -> Result<(), Fail>,
 ) -> Result<LogScan, Fail> {
-    let pb = ui.bar(expected_records(log)?, PROGRESS_MIN_RECORDS, what, false);
+    let mut progress = Progress::new(ui.bar(expected_ops(log)?, PROGRESS_MIN_OPS, what, false));
     let mut scan = LogScan::new(cover);
     let mut records = log.raw_records(&[])?;
-    let mut pending = 0u64;
     while let Some(item) = records.next_record() {
         let (k, v) = item?;
         let seen = scan.observe(k, v);
         if seen.gap.is_some() || seen.record.is_err() {
-            pb.suspend(|| each(&seen))?;
+            progress.pb.suspend(|| each(&seen))?;
         } else {
             each(&seen)?;
         }
-        pending += 1;
-        if pending == PROGRESS_STEP {
-            pb.inc(pending);
-            pending = 0;
-        }
+        progress.add(span_len(k, v));
     }
-    pb.finish_and_clear();
+    progress.finish();
     Ok(scan)
 }
 
@@ -376,8 +411,9 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
     let scan = scan_all(log, ui, "scanning", cover.clone(), |_| Ok(()))?;
     writeln!(
         out,
-        "op log       {}, {} ({})",
+        "op log       {}, {} in {} ({})",
         plural(scan.origins().count() as u64, "origin", "origins"),
+        plural(scan.ops, "operation", "operations"),
         plural(scan.records, "record", "records"),
         human_bytes(scan.bytes)
     )?;
@@ -385,8 +421,8 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
         writeln!(out)?;
         writeln!(
             out,
-            "{:<8} {:>12} {:>12} {:>12} {:>11}  hlc range",
-            "origin", "first", "last", "records", "bytes"
+            "{:<8} {:>12} {:>12} {:>12} {:>10} {:>11}  hlc range",
+            "origin", "first", "last", "operations", "records", "bytes"
         )?;
     }
     let dash = || "-".to_string();
@@ -401,10 +437,11 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
         };
         write!(
             out,
-            "{:<8} {:>12} {:>12} {:>12} {:>11}  {hlc}",
+            "{:<8} {:>12} {:>12} {:>12} {:>10} {:>11}  {hlc}",
             st.origin.to_string(),
             st.first_seq.map_or_else(dash, |s| s.to_string()),
             st.last_seq.map_or_else(dash, |s| s.to_string()),
+            st.ops,
             st.records,
             human_bytes(st.bytes)
         )?;
@@ -448,7 +485,8 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
             plural(temporary.len() as u64, "temporary file", "temporary files")
         )?;
     }
-    let mut truncatable = (0u64, 0u64);
+    // Covered operations, and the records and bytes wholly covered.
+    let mut truncatable = (0u64, 0u64, 0u64);
     match newest {
         None => writeln!(out, "truncatable  nothing (no snapshot)")?,
         Some((f, h)) => {
@@ -462,15 +500,17 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
                 let upto = st.last_seq.unwrap_or(0).min(cover.get(st.origin));
                 writeln!(
                     out,
-                    "  {:<8} {} (seq {}..={}), {}",
+                    "  {:<8} {} (seq {}..={}), {} wholly covered ({})",
                     st.origin.to_string(),
-                    plural(st.covered, "record", "records"),
+                    plural(st.covered, "operation", "operations"),
                     st.first_seq.unwrap_or(0),
                     upto,
+                    plural(st.covered_records, "record", "records"),
                     human_bytes(st.covered_bytes)
                 )?;
                 truncatable.0 += st.covered;
-                truncatable.1 += st.covered_bytes;
+                truncatable.1 += st.covered_records;
+                truncatable.2 += st.covered_bytes;
             }
             if truncatable.0 == 0 {
                 writeln!(out, "  nothing: the log holds only operations after it")?;
@@ -485,13 +525,15 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
     let problems = scan.has_problems();
     write!(
         out,
-        "summary: {}, {} ({}), {}, {} ({}) truncatable",
+        "summary: {}, {} in {} ({}), {}, {} truncatable ({} wholly, {})",
         plural(scan.origins().count() as u64, "origin", "origins"),
+        plural(scan.ops, "operation", "operations"),
         plural(scan.records, "record", "records"),
         human_bytes(scan.bytes),
         plural(files.len() as u64, "snapshot", "snapshots"),
-        plural(truncatable.0, "record", "records"),
-        human_bytes(truncatable.1),
+        plural(truncatable.0, "operation", "operations"),
+        plural(truncatable.1, "record", "records"),
+        human_bytes(truncatable.2),
     )?;
     if problems {
         write!(
@@ -539,61 +581,62 @@ fn dump(data_dir: &Path, ui: Ui, args: &DumpArgs) -> Outcome {
         progress: ui.progress && !io::stdout().is_terminal(),
     };
     let expected = match filter.origin {
-        Some(o) => match (log.first_seq(o)?, log.last_seq(o)?) {
-            (Some(a), Some(b)) => b.saturating_sub(a) + 1,
-            _ => 0,
-        },
-        None => expected_records(log)?,
+        Some(o) => expected_ops_of(log, o)?,
+        None => expected_ops(log)?,
     };
-    let pb = ui.bar(expected, PROGRESS_MIN_RECORDS, "dumping", false);
-    let start = match filter.origin {
-        Some(o) => record_key(o, filter.from.unwrap_or(0)).to_vec(),
-        None => Vec::new(),
-    };
+    let mut progress = Progress::new(ui.bar(expected, PROGRESS_MIN_OPS, "dumping", false));
+    // With --from, the record holding that sequence may start well before
+    // it: scan the origin from its start and skip, by their headers, the
+    // records that end before it (correct whatever the records' length).
+    let prefix = filter.origin.map(origin_prefix);
+    let start = prefix.map_or_else(Vec::new, |p| p.to_vec());
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut records = log.raw_records(&start)?;
-    let (mut scanned, mut shown, mut bad) = (0u64, 0u64, 0u64);
-    while let Some(item) = records.next_record() {
+    let (mut read, mut decoded, mut shown, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    'scan: while let Some(item) = records.next_record() {
         let (k, v) = item?;
-        scanned += 1;
-        if scanned % PROGRESS_STEP == 0 {
-            pb.inc(PROGRESS_STEP);
-        }
-        if let Some(o) = filter.origin {
-            if k.get(..2) != Some(&o.0.to_be_bytes()[..]) {
+        if let Some(p) = &prefix {
+            if k.get(..2) != Some(&p[..]) {
                 break;
             }
         }
-        if let Some((o, seq)) = parse_record_key(k) {
-            if !filter.wants(o, seq) {
-                continue;
-            }
+        read += 1;
+        progress.add(span_len(k, v));
+        if !filter.wants_record(k, v) {
+            continue;
         }
         match check_record(k, v) {
-            Ok(op) => {
-                if filter.matches(&op) {
-                    write_op(&mut out, &op, args.filter.json)?;
-                    shown += 1;
-                    if args.limit.is_some_and(|l| shown >= l) {
-                        break;
+            Ok(ops) => {
+                for op in &ops {
+                    if !filter.wants(op.origin, op.seq) {
+                        continue;
+                    }
+                    decoded += 1;
+                    if filter.matches(op) {
+                        write_op(&mut out, op, args.filter.json)?;
+                        shown += 1;
+                        if args.limit.is_some_and(|l| shown >= l) {
+                            break 'scan;
+                        }
                     }
                 }
             }
             Err(b) => {
                 bad += 1;
                 out.flush()?;
-                pb.suspend(|| eprintln!("braid-log: skipping {b}"));
+                progress.pb.suspend(|| eprintln!("braid-log: skipping {b}"));
             }
         }
     }
-    pb.finish_and_clear();
+    progress.finish();
     out.flush()?;
     drop(out);
-    // The summary line goes to stderr so that stdout stays pure records.
+    // The summary line goes to stderr so that stdout stays pure operations.
     eprintln!(
-        "dump: {} shown of {} scanned, {} skipped ({})",
+        "dump: {} shown of {} in range, from {} read, {} skipped ({})",
         plural(shown, "operation", "operations"),
-        scanned,
+        decoded,
+        plural(read, "record", "records"),
         plural(bad, "bad record", "bad records"),
         secs(t0)
     );
@@ -695,9 +738,15 @@ fn verify(data_dir: &Path, ui: Ui, args: &VerifyArgs) -> Outcome {
         )
     };
     let missing: u64 = scan.origins().map(|s| s.missing).sum();
+    let ops = plural(scan.ops, "operation", "operations");
+    let ops = if scan.bad > 0 {
+        format!("{ops} in the good ones")
+    } else {
+        ops
+    };
     writeln!(
         out,
-        "verify: {} of {}, {}, {} ({} missing), {snapshots} in {}: {}",
+        "verify: {} ({ops}) of {}, {}, {} ({} missing), {snapshots} in {}: {}",
         plural(scan.records, "record", "records"),
         plural(scan.origins().count() as u64, "origin", "origins"),
         plural(scan.bad, "bad record", "bad records"),
@@ -735,6 +784,19 @@ fn origin_prefix(origin: RegionId) -> [u8; 2] {
     origin.0.to_be_bytes()
 }
 
+/// One dropped operation (or bad record) as a line of `repair`'s list.
+fn dropped_line(op: &braid::crdt::Operation) -> String {
+    let key = op.key().map_or_else(
+        || "FLUSHALL".into(),
+        |k| format!("key={}", inspect::quote_bytes(k)),
+    );
+    let effect = match &op.body {
+        braid::crdt::Body::Key(w) => w.effect.name(),
+        braid::crdt::Body::FlushAll => "",
+    };
+    format!("{}:{} {key} {effect}", op.origin, op.seq)
+}
+
 fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     let origin = RegionId(args.origin);
     let log = match OpLog::open_existing(data_dir) {
@@ -755,11 +817,12 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     let of_origin = |k: &[u8]| k.get(..2) == Some(&prefix[..]);
 
     // Pass 1: where the origin's log first goes wrong.
-    let expected = match (log.first_seq(origin)?, log.last_seq(origin)?) {
-        (Some(a), Some(b)) => b.saturating_sub(a) + 1,
-        _ => 0,
-    };
-    let pb = ui.bar(expected, PROGRESS_MIN_RECORDS, "checking", false);
+    let mut progress = Progress::new(ui.bar(
+        expected_ops_of(&log, origin)?,
+        PROGRESS_MIN_OPS,
+        "checking",
+        false,
+    ));
     let mut scan = LogScan::new(VersionVector::new());
     let mut records = log.raw_records(&prefix)?;
     while let Some(item) = records.next_record() {
@@ -768,82 +831,101 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
             break;
         }
         scan.observe(k, v);
-        if scan.records % PROGRESS_STEP == 0 {
-            pb.inc(PROGRESS_STEP);
-        }
+        progress.add(span_len(k, v));
     }
     drop(records);
-    pb.finish_and_clear();
+    progress.finish();
     let Some(st) = scan.origin(origin).cloned() else {
         return Err(Fail::Msg(format!(
             "the op log holds no record of {origin}; nothing to repair"
         )));
     };
     let problem = st.first_problem.clone();
-    let forced = args.from.map(|s| record_key(origin, s).to_vec());
-    let cut_key = match (&problem, &forced) {
-        (Some(p), Some(f)) => p.key.clone().min(f.clone()),
-        (Some(p), None) => p.key.clone(),
-        (None, Some(f)) => f.clone(),
+    // Where to cut: at the first problem (a bad record goes whole: every key
+    // from its own on), or at operation --from if that comes first (every
+    // record before the problem is good, so the one holding it may be cut
+    // in the middle: rewritten to keep what precedes).
+    let forced = args.from.map(|s| s.max(1));
+    let (cut_key, cut_seq, mid_record) = match (&problem, forced) {
+        (Some(p), Some(f)) if record_key(origin, f).as_slice() < p.key.as_slice() => {
+            (record_key(origin, f).to_vec(), f, true)
+        }
+        (Some(p), _) => (p.key.clone(), p.seq, false),
+        (None, Some(f)) => (record_key(origin, f).to_vec(), f, true),
         (None, None) => {
             println!(
-                "{origin}: seq {}..={}, {}, no bad record and no gap: nothing to repair",
+                "{origin}: seq {}..={}, {} in {}, no bad record and no gap: nothing to repair",
                 st.first_seq.unwrap_or(0),
                 st.last_seq.unwrap_or(0),
+                plural(st.ops, "operation", "operations"),
                 plural(st.records, "record", "records")
             );
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let cut_seq = match parse_record_key(&cut_key) {
-        Some((_, s)) => s,
-        None => problem.as_ref().map_or(1, |p| p.seq),
-    };
 
-    // Pass 2: what is dropped.
+    // Pass 2: what is dropped. Records from `cut_key` on go whole; with a
+    // cut at an operation, the good record before it that holds it loses
+    // its operations from `cut_seq` on.
     const SHOWN: usize = 20;
-    let mut dropped = 0u64;
-    let mut dropped_bytes = 0u64;
+    let mut dropped_ops = 0u64;
     let mut dropped_bad = 0u64;
-    let mut dropped_seqs: Option<(Seq, Seq)> = None;
+    let mut deleted = 0u64;
+    let mut deleted_bytes = 0u64;
+    // The record rewritten: its first and last sequence (it keeps
+    // first..cut_seq).
+    let mut rewritten: Option<(Seq, Seq)> = None;
+    let mut dropped_last = cut_seq;
     let mut lines = Vec::new();
-    let mut records = log.raw_records(&cut_key)?;
+    let scan_from = if mid_record {
+        prefix.to_vec()
+    } else {
+        cut_key.clone()
+    };
+    let mut records = log.raw_records(&scan_from)?;
     while let Some(item) = records.next_record() {
         let (k, v) = item?;
         if !of_origin(k) {
             break;
         }
-        dropped += 1;
-        dropped_bytes += v.len() as u64;
-        if let Some((_, s)) = parse_record_key(k) {
-            dropped_seqs = Some(dropped_seqs.map_or((s, s), |(a, _)| (a, s)));
+        let whole = k >= cut_key.as_slice();
+        if !whole && record_span(k, v).is_none_or(|(_, _, last)| last < cut_seq) {
+            continue;
         }
-        let line = match check_record(k, v) {
-            Ok(op) => {
-                let key = op.key().map_or_else(
-                    || "FLUSHALL".into(),
-                    |k| format!("key={}", inspect::quote_bytes(k)),
-                );
-                let effect = match &op.body {
-                    braid::crdt::Body::Key(w) => w.effect.name(),
-                    braid::crdt::Body::FlushAll => "",
-                };
-                format!("{}:{} {key} {effect}", op.origin, op.seq)
+        match check_record(k, v) {
+            Ok(ops) => {
+                if let (false, Some(a), Some(b)) = (whole, ops.first(), ops.last()) {
+                    rewritten = Some((a.seq, b.seq));
+                }
+                for op in ops.iter().filter(|op| op.seq >= cut_seq) {
+                    dropped_ops += 1;
+                    dropped_last = dropped_last.max(op.seq);
+                    if lines.len() < SHOWN {
+                        lines.push(dropped_line(op));
+                    }
+                }
             }
+            // Only records from the cut key on can be bad: every record
+            // before the first problem is good.
             Err(b) => {
                 dropped_bad += 1;
-                b.to_string()
+                let claimed = b.claimed.map_or(b.seq.unwrap_or(0), |(_, last)| last);
+                dropped_last = dropped_last.max(claimed);
+                if lines.len() < SHOWN {
+                    lines.push(b.to_string());
+                }
             }
-        };
-        if lines.len() < SHOWN {
-            lines.push(line);
+        }
+        if whole {
+            deleted += 1;
+            deleted_bytes += v.len() as u64;
         }
     }
     drop(records);
 
-    if dropped == 0 {
+    if deleted == 0 && rewritten.is_none() {
         println!(
-            "{origin}: no record at or after seq {cut_seq} (the log ends at seq {}): nothing to drop",
+            "{origin}: no operation at or after seq {cut_seq} (the log ends at seq {}): nothing to drop",
             st.last_seq.unwrap_or(0)
         );
         return Ok(ExitCode::SUCCESS);
@@ -857,58 +939,81 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         .map(|h| h.version_vector)
         .unwrap_or_default();
     let mut dependents = Dependents::new(origin, cut_seq, cover.clone());
-    let pb = ui.bar(
-        expected_records(&log)?,
-        PROGRESS_MIN_RECORDS,
+    let mut progress = Progress::new(ui.bar(
+        expected_ops(&log)?,
+        PROGRESS_MIN_OPS,
         "looking for dependents",
         false,
-    );
+    ));
     let mut records = log.raw_records(&[])?;
-    let mut n = 0u64;
     while let Some(item) = records.next_record() {
         let (k, v) = item?;
-        n += 1;
-        if n % PROGRESS_STEP == 0 {
-            pb.inc(PROGRESS_STEP);
-        }
+        progress.add(span_len(k, v));
         if of_origin(k) {
             continue;
         }
-        if let Ok(op) = check_record(k, v) {
-            dependents.observe(&op);
+        if let Ok(ops) = check_record(k, v) {
+            for op in &ops {
+                dependents.observe(op);
+            }
         }
     }
     drop(records);
-    pb.finish_and_clear();
+    progress.finish();
 
     let keeps_to = cut_seq.saturating_sub(1);
     let holds_to = keeps_to.max(cover.get(origin));
+    // What goes, in words: "seq 25..=40: 15 operations and 1 bad record;
+    // 16 records deleted (1.2 KiB)".
+    let mut what = format!(
+        "{origin} seq {cut_seq}..={dropped_last}: {}",
+        plural(dropped_ops, "operation", "operations")
+    );
+    if dropped_bad > 0 {
+        what.push_str(&format!(
+            " and {} (holding operations that cannot be read)",
+            plural(dropped_bad, "bad record", "bad records")
+        ));
+    }
+    let mut how = Vec::new();
+    if deleted > 0 {
+        how.push(format!(
+            "{} deleted ({})",
+            plural(deleted, "record", "records"),
+            human_bytes(deleted_bytes)
+        ));
+    }
+    if let Some((first, last)) = rewritten {
+        how.push(format!(
+            "its record of seq {first}..={last} rewritten to keep seq {first}..={keeps_to}"
+        ));
+    }
+    let how = how.join(", ");
     let mut out = io::stdout().lock();
     writeln!(out, "repair of {origin} in {}", log.path().display())?;
     match &problem {
-        Some(p) => writeln!(out, "  first problem: {}", p.reason)?,
+        Some(p) if !mid_record => writeln!(out, "  first problem: {}", p.reason)?,
+        Some(p) => writeln!(
+            out,
+            "  first problem: {}; cutting before it, where --from says",
+            p.reason
+        )?,
         None => writeln!(out, "  no bad record or gap; cutting where --from says")?,
     }
     match st.first_seq.filter(|f| *f <= keeps_to) {
         Some(f) => writeln!(out, "  keeps: {origin} seq {f}..={keeps_to}")?,
-        None => writeln!(out, "  keeps: no record of {origin}")?,
+        None => writeln!(out, "  keeps: no operation of {origin}")?,
     }
-    let range = dropped_seqs.map_or_else(String::new, |(a, b)| format!(", seq {a}..={b}"));
-    writeln!(
-        out,
-        "  drops: {} of {origin}{range}, {} ({} bad):",
-        plural(dropped, "record", "records"),
-        human_bytes(dropped_bytes),
-        dropped_bad
-    )?;
+    writeln!(out, "  drops: {what}; {how}:")?;
     for l in &lines {
         writeln!(out, "    {l}")?;
     }
-    if dropped > lines.len() as u64 {
+    let listed = dropped_ops + dropped_bad;
+    if listed > lines.len() as u64 {
         writeln!(
             out,
             "    ... and {} more (braid-log dump --origin {} --from {cut_seq} lists them)",
-            dropped - lines.len() as u64,
+            listed - lines.len() as u64,
             origin.0
         )?;
     }
@@ -936,7 +1041,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
             "  warning: {} of {other} from seq {seq} on depend on dropped operations of {origin}: \
              a restart stops replay there until they come back from a peer; to drop them too: \
              braid-log repair --origin {} --from {seq}",
-            plural(*count, "record", "records"),
+            plural(*count, "operation", "operations"),
             other.0
         )?;
     }
@@ -947,8 +1052,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         let stdin = io::stdin();
         if !stdin.is_terminal() {
             println!(
-                "repair: refused, nothing changed: confirm on a terminal, or pass --yes to drop these {}",
-                plural(dropped, "record", "records")
+                "repair: refused, nothing changed: confirm on a terminal, or pass --yes to drop {origin} seq {cut_seq}..={dropped_last}"
             );
             return Ok(ExitCode::FAILURE);
         }
@@ -961,14 +1065,17 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
             return Ok(ExitCode::FAILURE);
         }
     }
-    log.delete_from(origin, &cut_key)?;
+    if rewritten.is_some() {
+        // Keeps the operations before `cut_seq` of the record holding it.
+        log.truncate_after(origin, keeps_to)?;
+    } else {
+        log.delete_from(origin, &cut_key)?;
+    }
     let now = log.last_seq(origin)?;
     println!(
-        "repair: dropped {} of {origin}{range} ({}); {origin} now {}",
-        plural(dropped, "record", "records"),
-        human_bytes(dropped_bytes),
+        "repair: dropped {what}; {how}; {origin} now {}",
         now.map_or_else(
-            || "has no record".to_string(),
+            || "has no operation".to_string(),
             |s| format!("ends at seq {s}")
         )
     );
@@ -1037,10 +1144,12 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
                 // An origin that appeared while following: all of it is new.
                 None => 0,
             };
-            let mut records = log.raw_records(&record_key(origin, from))?;
+            // The record holding `from` may start before it: start early
+            // enough, and skip what ends before it by the records' headers.
+            let mut records = log.raw_records(&scan_start(origin, from))?;
             while let Some(item) = records.next_record() {
                 let (k, v) = item?;
-                let Some((o, seq)) = parse_record_key(k) else {
+                let Some((o, first)) = parse_record_key(k) else {
                     if k.get(..2) != Some(&origin.0.to_be_bytes()[..]) {
                         break;
                     }
@@ -1049,15 +1158,24 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
                 if o != origin {
                     break;
                 }
-                next.insert(origin, seq.saturating_add(1));
+                if record_span(k, v).is_some_and(|(_, _, last)| last < from) {
+                    continue;
+                }
+                let seen = next.get(&origin).copied().unwrap_or(from);
                 match check_record(k, v) {
-                    Ok(op) => {
-                        if filter.matches(&op) {
-                            write_op(&mut out, &op, args.filter.json)?;
-                            shown += 1;
+                    Ok(ops) => {
+                        for op in ops.iter().filter(|op| op.seq >= from) {
+                            next.insert(origin, seen.max(op.seq.saturating_add(1)));
+                            if filter.matches(op) {
+                                write_op(&mut out, op, args.filter.json)?;
+                                shown += 1;
+                            }
                         }
                     }
                     Err(b) => {
+                        // Its end is unknown: what follows is read from the
+                        // next record on.
+                        next.insert(origin, seen.max(first.saturating_add(1)));
                         if bad_seen.insert(key_hex(k)) {
                             out.flush()?;
                             eprintln!("braid-log: skipping {b}");

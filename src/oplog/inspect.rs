@@ -3,13 +3,20 @@
 //! records (key, value as stored) so that they are tested without RocksDB.
 //! The tool feeds them from [`super::OpLog::raw_records`].
 //!
-//! A record is *bad* when its key is malformed, its CRC does not match, its
-//! operation does not decode, or the operation is not the one its key names
-//! ([`super::decode_record`]). A *gap* is a sequence missing between the
-//! first and the last record of an origin (a truncated log legitimately
-//! starts above 1). A *recovery gap* is a hole between what the newest valid
-//! snapshot covers and where the log of an origin starts: a restart could
-//! not replay past it.
+//! A *record* (one RocksDB key) holds a run of consecutive operations of one
+//! origin, keyed by its first (format 2, [`super::record`]); statistics
+//! count both records and operations. A record is *bad* when its key is
+//! malformed, its CRC does not match, its count or an operation does not
+//! decode, its operations are not the ones its key names
+//! ([`super::decode_record`]), or it repeats operations the record before
+//! it holds. A bad record's operations are unknown: only its key's first
+//! sequence is certain (its header's count is shown, for information only).
+//! A *gap* is a sequence missing between two records of an origin (a record
+//! starting above the previous record's last sequence + 1; a truncated log
+//! legitimately starts above 1; after a bad record, whose end is unknown,
+//! no gap is reported). A *recovery gap* is a hole between what the newest
+//! valid snapshot covers and where the log of an origin starts: a restart
+//! could not replay past it.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -21,15 +28,18 @@ use crate::crdt::position::Position;
 use crate::crdt::snapshot::{self as codec, SnapshotHeader};
 use crate::crdt::{Body, Delta, Effect, Hlc, Operation, RegionId, Seq, TtlChange, VersionVector};
 
-use super::{decode_record, key_hex, parse_record_key, record_key};
+use super::{decode_record, key_hex, parse_record_key, record_key, record_span, MAX_RECORD_OPS};
 
 /// A record that cannot be used, and where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadRecord {
     /// Origin from the key's first two bytes (`None`: key shorter than that).
     pub origin: Option<RegionId>,
-    /// Sequence from the key (`None`: malformed key).
+    /// The first sequence, from the key (`None`: malformed key).
     pub seq: Option<Seq>,
+    /// The first and last sequence its header claims (key and count field,
+    /// unchecked: for display only), `None` if unreadable.
+    pub claimed: Option<(Seq, Seq)>,
     /// The RocksDB key as stored.
     pub key: Vec<u8>,
     /// Size of the stored value.
@@ -39,7 +49,8 @@ pub struct BadRecord {
 }
 
 impl BadRecord {
-    /// `r1:25`, `r1:?` for a malformed key, `?` without an origin.
+    /// `r1:25` (the key's first sequence), `r1:?` for a malformed key, `?`
+    /// without an origin.
     pub fn location(&self) -> String {
         match (self.origin, self.seq) {
             (Some(o), Some(s)) => format!("{o}:{s}"),
@@ -53,12 +64,15 @@ impl fmt::Display for BadRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bad record {} (key {}, {} bytes): {}",
+            "bad record {} (key {}, {} bytes",
             self.location(),
             key_hex(&self.key),
             self.value_len,
-            self.reason
-        )
+        )?;
+        if let Some((a, b)) = self.claimed {
+            write!(f, ", header claims seq {a}..={b}")?;
+        }
+        write!(f, "): {}", self.reason)
     }
 }
 
@@ -74,7 +88,7 @@ pub struct Gap {
 }
 
 impl Gap {
-    /// How many sequences are missing.
+    /// How many sequences (operations) are missing.
     pub fn missing(&self) -> u64 {
         self.last - self.first + 1
     }
@@ -82,13 +96,14 @@ impl Gap {
 
 impl fmt::Display for Gap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.missing();
         write!(
             f,
-            "gap in {}: seq {}..={} missing ({} records)",
+            "gap in {}: seq {}..={} missing ({n} {})",
             self.origin,
             self.first,
             self.last,
-            self.missing()
+            if n == 1 { "operation" } else { "operations" }
         )
     }
 }
@@ -96,10 +111,12 @@ impl fmt::Display for Gap {
 /// The first place an origin's log goes wrong: where a repair cuts it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cut {
-    /// Every key of the origin from this one on is dropped.
+    /// Every key of the origin from this one on is dropped: a bad record's
+    /// own key (the whole record goes), or for a gap the key its first
+    /// missing sequence would have.
     pub key: Vec<u8>,
-    /// The sequence there (for a malformed key, the one after the last
-    /// good record).
+    /// The first sequence dropped (for a malformed key, the one after the
+    /// last good operation).
     pub seq: Seq,
     /// Why the log is cut there.
     pub reason: String,
@@ -110,30 +127,39 @@ pub struct Cut {
 pub struct OriginStats {
     /// The origin.
     pub origin: RegionId,
-    /// First sequence present.
+    /// First sequence present (the first record's key).
     pub first_seq: Option<Seq>,
-    /// Last sequence present.
+    /// Last sequence present: the last operation of the last good record,
+    /// or a bad last record's first sequence.
     pub last_seq: Option<Seq>,
     /// Records (keys) seen, bad ones included.
     pub records: u64,
-    /// Bytes of their values (CRC and encoded operation).
+    /// Operations in the good records.
+    pub ops: u64,
+    /// Bytes of the records' values.
     pub bytes: u64,
     /// Bad records.
     pub bad: u64,
-    /// Gaps between first and last.
+    /// Gaps between records.
     pub gaps: u64,
     /// Sequences missing in those gaps.
     pub missing: u64,
-    /// Lowest HLC of a good record.
+    /// Lowest HLC of a good operation.
     pub hlc_min: Option<Hlc>,
-    /// Highest HLC of a good record.
+    /// Highest HLC of a good operation.
     pub hlc_max: Option<Hlc>,
-    /// Records covered by the scan's `cover` (a snapshot's version vector).
+    /// Operations of good records covered by the scan's `cover` (a
+    /// snapshot's version vector).
     pub covered: u64,
+    /// Records all of whose operations `cover` includes.
+    pub covered_records: u64,
     /// Their bytes.
     pub covered_bytes: u64,
     /// The first bad record or gap, in key order.
     pub first_problem: Option<Cut>,
+    /// Whether `last_seq` is where the previous record ends (false after a
+    /// bad record, whose end is unknown).
+    end_known: bool,
 }
 
 impl OriginStats {
@@ -143,6 +169,7 @@ impl OriginStats {
             first_seq: None,
             last_seq: None,
             records: 0,
+            ops: 0,
             bytes: 0,
             bad: 0,
             gaps: 0,
@@ -150,8 +177,10 @@ impl OriginStats {
             hlc_min: None,
             hlc_max: None,
             covered: 0,
+            covered_records: 0,
             covered_bytes: 0,
             first_problem: None,
+            end_known: false,
         }
     }
 
@@ -166,30 +195,47 @@ impl OriginStats {
 pub struct Observed {
     /// Sequences missing just before this record, if any.
     pub gap: Option<Gap>,
-    /// The operation, or why the record is bad.
-    pub record: Result<Operation, BadRecord>,
+    /// Its operations (at least one, consecutive), or why it is bad.
+    pub record: Result<Vec<Operation>, BadRecord>,
 }
 
-/// Checks one raw record: its key, CRC, decoding, and that it holds the
-/// operation its key names.
-pub fn check_record(key: &[u8], value: &[u8]) -> Result<Operation, BadRecord> {
-    let origin = key
-        .get(..2)
-        .map(|b| RegionId(u16::from_be_bytes([b[0], b[1]])));
-    let bad = |seq, reason| BadRecord {
-        origin,
-        seq,
+fn key_origin(key: &[u8]) -> Option<RegionId> {
+    key.get(..2)
+        .map(|b| RegionId(u16::from_be_bytes([b[0], b[1]])))
+}
+
+fn bad_record(key: &[u8], value: &[u8], reason: String) -> BadRecord {
+    BadRecord {
+        origin: key_origin(key),
+        seq: parse_record_key(key).map(|(_, s)| s),
+        claimed: record_span(key, value).map(|(_, a, b)| (a, b)),
         key: key.to_vec(),
         value_len: value.len(),
         reason,
-    };
-    match parse_record_key(key) {
-        None => Err(bad(
-            None,
-            format!("malformed key of {} bytes (expected 10)", key.len()),
-        )),
-        Some((_, seq)) => decode_record(key, value).map_err(|reason| bad(Some(seq), reason)),
     }
+}
+
+/// Checks one raw record on its own: its key, CRC, count, every operation's
+/// decoding, and that it holds the operations its key names.
+pub fn check_record(key: &[u8], value: &[u8]) -> Result<Vec<Operation>, BadRecord> {
+    if parse_record_key(key).is_none() {
+        return Err(bad_record(
+            key,
+            value,
+            format!("malformed key of {} bytes (expected 10)", key.len()),
+        ));
+    }
+    decode_record(key, value).map_err(|reason| bad_record(key, value, reason))
+}
+
+/// Where a forward scan must start to see every record holding sequence
+/// `seq` of `origin` or later: the key of `seq - (MAX_RECORD_OPS - 1)`, as a
+/// record starting before that would hold more than [`MAX_RECORD_OPS`]
+/// operations, which no writer makes (records are cut by
+/// [`super::record::runs`]). The scan then skips the records that end before
+/// `seq` (their span, [`record_span`], tells without decoding).
+pub fn scan_start(origin: RegionId, seq: Seq) -> [u8; 10] {
+    record_key(origin, seq.saturating_sub(MAX_RECORD_OPS as Seq - 1))
 }
 
 /// Statistics and problems of a scan over raw records in key order (the
@@ -198,9 +244,11 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<Operation, BadRecord> {
 pub struct LogScan {
     origins: BTreeMap<RegionId, OriginStats>,
     cover: VersionVector,
-    /// Records seen.
+    /// Records (keys) seen.
     pub records: u64,
-    /// Bytes of their values.
+    /// Operations in the good records.
+    pub ops: u64,
+    /// Bytes of the records' values.
     pub bytes: u64,
     /// Bad records seen.
     pub bad: u64,
@@ -211,7 +259,7 @@ pub struct LogScan {
 }
 
 impl LogScan {
-    /// A scan counting, per origin, the records `cover` includes (those a
+    /// A scan counting, per origin, the operations `cover` includes (those a
     /// snapshot with that version vector makes unnecessary for recovery).
     pub fn new(cover: VersionVector) -> Self {
         LogScan {
@@ -224,11 +272,8 @@ impl LogScan {
     pub fn observe(&mut self, key: &[u8], value: &[u8]) -> Observed {
         self.records += 1;
         self.bytes += value.len() as u64;
-        let record = check_record(key, value);
-        let Some(origin) = key
-            .get(..2)
-            .map(|b| RegionId(u16::from_be_bytes([b[0], b[1]])))
-        else {
+        let mut record = check_record(key, value);
+        let Some(origin) = key_origin(key) else {
             self.bad += 1;
             self.bad_without_origin += 1;
             return Observed { gap: None, record };
@@ -241,13 +286,29 @@ impl LogScan {
         st.records += 1;
         st.bytes += value.len() as u64;
         let mut gap = None;
-        if let Some((_, seq)) = parse_record_key(key) {
-            if let Some(last) = st.last_seq {
-                if seq > last + 1 {
+        if let Some((_, first)) = parse_record_key(key) {
+            let prev_end = st.last_seq.filter(|_| st.end_known);
+            if let (Some(end), Ok(ops)) = (prev_end, &record) {
+                // Keys are unique and sorted, so this record starts after
+                // the previous one did; it must also start after its end.
+                if first <= end {
+                    let last = first + ops.len() as u64 - 1;
+                    record = Err(bad_record(
+                        key,
+                        value,
+                        format!(
+                            "holds seq {first}..={last}, repeating seq {first}..={} of the record before it",
+                            end.min(last)
+                        ),
+                    ));
+                }
+            }
+            if let Some(end) = prev_end {
+                if first > end + 1 {
                     let g = Gap {
                         origin,
-                        first: last + 1,
-                        last: seq - 1,
+                        first: end + 1,
+                        last: first - 1,
                     };
                     st.gaps += 1;
                     st.missing += g.missing();
@@ -262,17 +323,34 @@ impl LogScan {
                     gap = Some(g);
                 }
             }
-            st.first_seq.get_or_insert(seq);
-            st.last_seq = Some(seq);
-            if seq <= covered_to {
-                st.covered += 1;
-                st.covered_bytes += value.len() as u64;
+            st.first_seq.get_or_insert(first);
+            match &record {
+                Ok(ops) => {
+                    let last = first + ops.len() as u64 - 1;
+                    st.last_seq = Some(st.last_seq.map_or(last, |l| l.max(last)));
+                    st.end_known = true;
+                    if first <= covered_to {
+                        st.covered += last.min(covered_to) - first + 1;
+                        if last <= covered_to {
+                            st.covered_records += 1;
+                            st.covered_bytes += value.len() as u64;
+                        }
+                    }
+                }
+                Err(_) => {
+                    st.last_seq = Some(st.last_seq.map_or(first, |l| l.max(first)));
+                    st.end_known = false;
+                }
             }
         }
         match &record {
-            Ok(op) => {
-                st.hlc_min = Some(st.hlc_min.map_or(op.hlc, |h| h.min(op.hlc)));
-                st.hlc_max = Some(st.hlc_max.map_or(op.hlc, |h| h.max(op.hlc)));
+            Ok(ops) => {
+                st.ops += ops.len() as u64;
+                self.ops += ops.len() as u64;
+                for op in ops {
+                    st.hlc_min = Some(st.hlc_min.map_or(op.hlc, |h| h.min(op.hlc)));
+                    st.hlc_max = Some(st.hlc_max.map_or(op.hlc, |h| h.max(op.hlc)));
+                }
             }
             Err(b) => {
                 st.bad += 1;
@@ -367,12 +445,31 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether a record of `origin` with sequence `seq` may match (so a
-    /// scan can skip decoding the others).
+    /// Whether the operation of `origin` with sequence `seq` may match.
     pub fn wants(&self, origin: RegionId, seq: Seq) -> bool {
+        self.wants_span(origin, seq, seq)
+    }
+
+    /// Whether a record of `origin` holding sequences `first..=last` may
+    /// hold a match (so a scan can skip decoding the others).
+    pub fn wants_span(&self, origin: RegionId, first: Seq, last: Seq) -> bool {
         self.origin.is_none_or(|o| o == origin)
-            && self.from.is_none_or(|f| seq >= f)
-            && self.to.is_none_or(|t| seq <= t)
+            && self.from.is_none_or(|f| last >= f)
+            && self.to.is_none_or(|t| first <= t)
+    }
+
+    /// Whether a raw record may hold a match: `false` only when its key and
+    /// header (unchecked, [`record_span`]) put it all outside the origin and
+    /// sequence bounds. A record whose span is unreadable may (it is bad,
+    /// and worth reporting), unless its key names another origin.
+    pub fn wants_record(&self, key: &[u8], value: &[u8]) -> bool {
+        match record_span(key, value) {
+            Some((o, first, last)) => self.wants_span(o, first, last),
+            None => match (self.origin, key_origin(key)) {
+                (Some(want), Some(o)) => want == o,
+                _ => true,
+            },
+        }
     }
 
     /// Whether `op` is shown.
@@ -708,7 +805,7 @@ pub fn format_json(op: &Operation) -> String {
     s
 }
 
-/// Records of the other origins that depend on operations a repair drops:
+/// Operations of the other origins that depend on operations a repair drops:
 /// replay would stop at them (their dependencies are gone) unless the
 /// dropped operations come back from a peer. Operations a snapshot covers
 /// are never replayed, so `cover` (the version vector of the snapshot a
@@ -719,7 +816,8 @@ pub struct Dependents {
     origin: RegionId,
     threshold: Seq,
     cover: VersionVector,
-    /// Per other origin: the first dependent record and how many there are.
+    /// Per other origin: the first dependent operation and how many there
+    /// are.
     pub found: BTreeMap<RegionId, (Seq, u64)>,
 }
 
@@ -916,10 +1014,17 @@ mod tests {
         }
     }
 
-    fn rec(o: &Operation) -> (Vec<u8>, Vec<u8>) {
+    /// The record of `ops` (one origin, consecutive), as stored.
+    fn rec(ops: &[Operation]) -> (Vec<u8>, Vec<u8>) {
         let mut v = Vec::new();
-        encode_record(o, &mut v);
-        (record_key(o.origin, o.seq).to_vec(), v)
+        encode_record(ops, &mut v);
+        (record_key(ops[0].origin, ops[0].seq).to_vec(), v)
+    }
+
+    /// The record of `origin`'s operations `seqs`.
+    fn run(origin: u16, seqs: std::ops::RangeInclusive<Seq>, ms: u64) -> (Vec<u8>, Vec<u8>) {
+        let ops: Vec<_> = seqs.map(|s| op(origin, s, "k", ms + s)).collect();
+        rec(&ops)
     }
 
     fn scan(records: &[(Vec<u8>, Vec<u8>)], cover: VersionVector) -> (LogScan, Vec<String>) {
@@ -939,72 +1044,129 @@ mod tests {
 
     #[test]
     fn a_good_log_has_no_problems_and_its_statistics() {
-        let mut recs: Vec<_> = (5..=9).map(|s| rec(&op(1, s, "k", 1000 + s))).collect();
-        recs.extend((1..=3).map(|s| rec(&op(2, s, "j", 2000 + s))));
-        let cover = VersionVector::from_entries([(RegionId(1), 6)]);
+        // r1: records 5..=6 and 7..=9; r2: one record 1..=3.
+        let recs = vec![
+            run(1, 5..=6, 1000),
+            run(1, 7..=9, 1000),
+            run(2, 1..=3, 2000),
+        ];
+        let cover = VersionVector::from_entries([(RegionId(1), 7)]);
         let (s, found) = scan(&recs, cover);
         assert!(found.is_empty(), "{found:?}");
         assert!(!s.has_problems());
-        assert_eq!(s.records, 8);
+        assert_eq!((s.records, s.ops), (3, 8));
         let r1 = s.origin(RegionId(1)).expect("r1");
         assert_eq!(
-            (r1.first_seq, r1.last_seq, r1.records),
-            (Some(5), Some(9), 5)
+            (r1.first_seq, r1.last_seq, r1.records, r1.ops),
+            (Some(5), Some(9), 2, 5)
         );
         assert_eq!(r1.hlc_min, Some(Hlc::new(1005, 0)));
         assert_eq!(r1.hlc_max, Some(Hlc::new(1009, 0)));
-        assert_eq!(r1.covered, 2);
-        assert_eq!(r1.bytes, recs[..5].iter().map(|r| r.1.len() as u64).sum());
+        // 5, 6 and 7 are covered; only the record 5..=6 is wholly.
+        assert_eq!((r1.covered, r1.covered_records), (3, 1));
+        assert_eq!(r1.covered_bytes, recs[0].1.len() as u64);
+        assert_eq!(r1.bytes, recs[..2].iter().map(|r| r.1.len() as u64).sum());
         let r2 = s.origin(RegionId(2)).expect("r2");
         assert_eq!(
-            (r2.first_seq, r2.last_seq, r2.covered),
-            (Some(1), Some(3), 0)
+            (r2.first_seq, r2.last_seq, r2.records, r2.ops, r2.covered),
+            (Some(1), Some(3), 1, 3, 0)
         );
     }
 
     #[test]
     fn bad_records_and_gaps_are_located_and_the_first_is_the_cut() {
-        let mut recs: Vec<_> = (1..=10).map(|s| rec(&op(1, s, "k", 1000))).collect();
-        // r1:4 flipped byte (CRC), r1:6 holds r1:7's record, r1:8..9 missing.
-        let last = recs[3].1.len() - 1;
-        recs[3].1[last] ^= 0x01;
-        recs[5].1 = rec(&op(1, 7, "k", 1000)).1;
-        recs.remove(7);
-        recs.remove(7);
+        let mut recs = vec![
+            run(1, 1..=3, 1000),
+            run(1, 4..=5, 1000),
+            run(1, 6..=7, 1000),
+            // r1:9's record under the key of r1:8.
+            (record_key(RegionId(1), 8).to_vec(), run(1, 9..=9, 1000).1),
+            run(1, 9..=10, 1000),
+            // 11..=12 missing.
+            run(1, 13..=14, 1000),
+            // Repeats 14.
+            run(1, 14..=15, 1000),
+        ];
+        // r1:4..=5 gets a flipped byte (CRC).
+        let last = recs[1].1.len() - 1;
+        recs[1].1[last] ^= 0x01;
         // A truncated value and a malformed key of r2.
         recs.push((record_key(RegionId(2), 1).to_vec(), vec![1, 2]));
         recs.push((vec![0, 2, 9], vec![0; 8]));
         let (s, found) = scan(&recs, VersionVector::new());
-        assert_eq!(s.bad, 4);
+        assert_eq!(s.bad, 5, "{found:?}");
         assert_eq!(s.gaps, 1);
-        assert!(found[0].starts_with("bad record r1:4 (key 00010000000000000004"));
+        assert_eq!(found.len(), 6, "{found:?}");
+        let expected = format!(
+            "bad record r1:4 (key 00010000000000000004, {} bytes, header claims seq 4..=5): ",
+            recs[1].1.len()
+        );
+        assert!(found[0].starts_with(&expected), "{}", found[0]);
         assert!(found[0].contains("checksum mismatch"), "{}", found[0]);
-        assert!(found[1].contains("r1:6") && found[1].contains("holds r1:7"));
-        assert_eq!(found[2], "gap in r1: seq 8..=9 missing (2 records)");
-        assert!(found[3].contains("r2:1") && found[3].contains("shorter than its checksum"));
-        assert!(found[4].contains("r2:?") && found[4].contains("malformed key of 3 bytes"));
+        assert!(
+            found[1].starts_with("bad record r1:8 ")
+                && found[1].contains("holds r1:9 where r1:8 belongs"),
+            "{}",
+            found[1]
+        );
+        assert_eq!(found[2], "gap in r1: seq 11..=12 missing (2 operations)");
+        assert!(
+            found[3].starts_with("bad record r1:14 ")
+                && found[3].contains("repeating seq 14..=14 of the record before it"),
+            "{}",
+            found[3]
+        );
+        assert!(
+            found[4].contains("r2:1") && found[4].contains("shorter than its 8-byte header"),
+            "{}",
+            found[4]
+        );
+        assert!(!found[4].contains("header claims"), "{}", found[4]);
+        assert!(found[5].contains("r2:?") && found[5].contains("malformed key of 3 bytes"));
         let r1 = s.origin(RegionId(1)).expect("r1");
         let cut = r1.first_problem.as_ref().expect("cut");
         assert_eq!(
             (cut.seq, cut.key.as_slice()),
             (4, &record_key(RegionId(1), 4)[..])
         );
-        assert_eq!((r1.gaps, r1.missing, r1.bad), (1, 2, 2));
+        assert_eq!((r1.gaps, r1.missing, r1.bad), (1, 2, 3));
+        // Good records: 1..=3, 6..=7, 9..=10, 13..=14.
+        assert_eq!((r1.records, r1.ops, r1.last_seq), (7, 9, Some(14)));
         let r2 = s.origin(RegionId(2)).expect("r2");
         assert_eq!(r2.first_problem.as_ref().map(|c| c.seq), Some(1));
+        assert_eq!((s.records, s.ops), (9, 9));
     }
 
     #[test]
     fn a_gap_alone_cuts_at_the_first_missing_sequence() {
-        let recs: Vec<_> = [3, 4, 7].iter().map(|&s| rec(&op(1, s, "k", 1))).collect();
-        let (s, _) = scan(&recs, VersionVector::new());
+        let recs = vec![run(1, 3..=4, 1), run(1, 7..=7, 1), run(1, 8..=12, 1)];
+        let (s, found) = scan(&recs, VersionVector::new());
+        assert_eq!(found, vec!["gap in r1: seq 5..=6 missing (2 operations)"]);
         let cut = s.origin(RegionId(1)).and_then(|o| o.first_problem.clone());
-        assert_eq!(cut.map(|c| c.seq), Some(5));
+        assert_eq!(
+            cut.map(|c| (c.seq, c.key)),
+            Some((5, record_key(RegionId(1), 5).to_vec()))
+        );
+        // After a bad record, whose end is unknown, no gap is claimed; the
+        // bad record is the cut (its key: the whole record goes).
+        let mut recs = vec![run(1, 1..=2, 1), run(1, 3..=5, 1), run(1, 9..=9, 1)];
+        recs[1].1[0] ^= 0x80;
+        let (s, found) = scan(&recs, VersionVector::new());
+        assert_eq!(found.len(), 1, "{found:?}");
+        let r1 = s.origin(RegionId(1)).expect("r1");
+        assert_eq!((r1.gaps, r1.bad, r1.ops), (0, 1, 3));
+        let cut = r1.first_problem.clone().expect("cut");
+        assert_eq!((cut.seq, cut.key), (3, record_key(RegionId(1), 3).to_vec()));
+        // ...but a gap after the next good record is.
+        recs.push(run(1, 11..=11, 1));
+        let (s, found) = scan(&recs, VersionVector::new());
+        assert_eq!(found[1], "gap in r1: seq 10..=10 missing (1 operation)");
+        assert_eq!(s.gaps, 1);
     }
 
     #[test]
     fn recovery_gaps_compare_the_log_start_with_the_snapshot() {
-        let recs: Vec<_> = (10..=12).map(|s| rec(&op(1, s, "k", 1))).collect();
+        let recs = vec![run(1, 10..=12, 1)];
         let (s, _) = scan(&recs, VersionVector::new());
         let gaps = recovery_gaps(&s, &VersionVector::new());
         assert_eq!(gaps.len(), 1);
@@ -1013,6 +1175,39 @@ mod tests {
         assert!(recovery_gaps(&s, &snap).is_empty());
         let snap = VersionVector::from_entries([(RegionId(1), 20)]);
         assert!(recovery_gaps(&s, &snap).is_empty());
+    }
+
+    #[test]
+    fn records_are_skipped_by_span_and_scans_start_early_enough() {
+        let f = Filter {
+            origin: Some(RegionId(1)),
+            from: Some(10),
+            to: Some(20),
+            ..Filter::default()
+        };
+        assert!(f.wants_span(RegionId(1), 5, 10));
+        assert!(f.wants_span(RegionId(1), 20, 30));
+        assert!(f.wants_span(RegionId(1), 1, 100));
+        assert!(!f.wants_span(RegionId(1), 5, 9));
+        assert!(!f.wants_span(RegionId(1), 21, 30));
+        assert!(!f.wants_span(RegionId(2), 10, 10));
+        let (k, v) = run(1, 5..=12, 1);
+        assert!(f.wants_record(&k, &v));
+        let (k, v) = run(1, 1..=9, 1);
+        assert!(!f.wants_record(&k, &v));
+        // Unreadable spans: wanted unless of another origin.
+        assert!(f.wants_record(&record_key(RegionId(1), 1), &[1, 2]));
+        assert!(f.wants_record(&[0, 1, 7], &[]));
+        assert!(!f.wants_record(&[0, 2, 7], &[]));
+        assert!(f.wants_record(&[0], &[]));
+        assert!(Filter::default().wants_record(&[], &[]));
+        // A record holding `seq` starts at or after `scan_start`.
+        let max = MAX_RECORD_OPS as Seq;
+        assert_eq!(scan_start(RegionId(1), 5), record_key(RegionId(1), 0));
+        assert_eq!(
+            scan_start(RegionId(1), 5000),
+            record_key(RegionId(1), 5000 - max + 1)
+        );
     }
 
     #[test]

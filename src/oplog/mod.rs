@@ -333,7 +333,9 @@ impl OpLog {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.db_err(e))?;
-                Ok(parse_record_key(&k).filter(|(o, _)| *o == origin).map(|(_, s)| s))
+                Ok(parse_record_key(&k)
+                    .filter(|(o, _)| *o == origin)
+                    .map(|(_, s)| s))
             }
         }
     }
