@@ -226,10 +226,12 @@ impl OpLog {
                 self.db.flush_cf(meta).map_err(|e| self.db_err(e))?;
                 Ok(())
             }
-            Some(v) if v.as_slice() != [RECORD_FORMAT_VERSION] => Err(identity(format!(
-                "op-log format {v:?} is not supported (this build reads {RECORD_FORMAT_VERSION})"
-            ))),
-            Some(_) => {
+            Some(v) if v.as_slice() != [RECORD_FORMAT_VERSION] && v.as_slice() != [1] => {
+                Err(identity(format!(
+                    "op-log format {v:?} is not supported (this build reads {RECORD_FORMAT_VERSION}, and upgrades 1)"
+                )))
+            }
+            Some(v) => {
                 let id = self
                     .db
                     .get_cf(meta, META_REGION_ID)
@@ -242,21 +244,96 @@ impl OpLog {
                         "belongs to region id {id:?}, not {region}; point --data-dir elsewhere or fix --region-id"
                     )));
                 }
+                if v.as_slice() == [1] {
+                    self.upgrade_from_format_1()?;
+                }
                 Ok(())
             }
         }
     }
 
-    /// Appends operations as one atomic write; `sync` makes it durable
-    /// (fsync of the write-ahead log) before returning.
+    /// Rewrites a format-1 log (one operation per record) in format 2, a
+    /// run of up to [`MAX_RECORD_OPS`] operations per atomic write, then
+    /// records format 2 in `meta`. A crash part way is safe: records
+    /// already rewritten decode as format 2 and are kept as they are.
+    fn upgrade_from_format_1(&self) -> Result<(), OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        tracing::info!(path = %self.path.display(), "upgrading the op log from format 1 to 2");
+        let mut run: Vec<Operation> = Vec::new();
+        let mut upgraded = 0u64;
+        let write_run = |run: &mut Vec<Operation>| -> Result<(), OpLogError> {
+            let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                return Ok(());
+            };
+            let mut batch = WriteBatch::default();
+            debug_assert_eq!(last.seq - first.seq + 1, run.len() as u64);
+            for op in run.iter() {
+                batch.delete_cf(cf, record_key(op.origin, op.seq));
+            }
+            record::encode_records(run, |k, v| batch.put_cf(cf, k, v));
+            self.db.write(batch).map_err(|e| self.db_err(e))?;
+            run.clear();
+            Ok(())
+        };
+        let mut records = self.raw_records(&[])?;
+        while let Some(item) = records.next_record() {
+            let (k, v) = item?;
+            let Some((origin, seq)) = parse_record_key(k) else {
+                continue;
+            };
+            // Format 2 first: its checks are strict enough that a format-1
+            // record never passes them (both CRCs cover bytes 4..).
+            if decode_record(k, v).is_ok() {
+                write_run(&mut run)?;
+                continue;
+            }
+            match record::decode_record_v1(k, v) {
+                Ok(op) => {
+                    let follows = run
+                        .last()
+                        .is_some_and(|l| l.origin == op.origin && l.seq + 1 == op.seq);
+                    if !follows || run.len() >= MAX_RECORD_OPS {
+                        write_run(&mut run)?;
+                    }
+                    run.push(op);
+                    upgraded += 1;
+                    if upgraded % 1_000_000 == 0 {
+                        tracing::info!(operations = upgraded, "op-log upgrade in progress");
+                    }
+                }
+                Err(reason) => {
+                    return Err(OpLogError::Corrupt {
+                        path: self.path.clone(),
+                        origin,
+                        seq,
+                        key_hex: hex(k),
+                        reason: format!(
+                            "{reason} (while upgrading the log from format 1; repair it with the braid-log of the previous release, or restore a backup)"
+                        ),
+                    })
+                }
+            }
+        }
+        write_run(&mut run)?;
+        drop(records);
+        let meta = self.cf(CF_META)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_FORMAT, [RECORD_FORMAT_VERSION]);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))?;
+        self.db.flush_cf(meta).map_err(|e| self.db_err(e))?;
+        tracing::info!(operations = upgraded, "op log upgraded to format 2");
+        Ok(())
+    }
+
+    /// Appends operations as one atomic write (a record per run of one
+    /// origin's consecutive operations); `sync` makes it durable (fsync of
+    /// the write-ahead log) before returning.
     pub fn append(&self, ops: &[Operation], sync: bool) -> Result<(), OpLogError> {
         let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
-        let mut buf = Vec::with_capacity(128);
-        for op in ops {
-            encode_record(op, &mut buf);
-            batch.put_cf(cf, record_key(op.origin, op.seq), &buf);
-        }
+        record::encode_records(ops, |k, v| batch.put_cf(cf, k, v));
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
@@ -290,36 +367,39 @@ impl OpLog {
         Ok(out)
     }
 
-    /// Reads one origin's records with sequence above `after`, in order.
+    /// Reads one origin's operations with sequence above `after`, in order.
     pub fn read_origin(
         &self,
         origin: RegionId,
         after: Seq,
     ) -> Result<impl Iterator<Item = Result<Operation, OpLogError>> + '_, OpLogError> {
+        Ok(self.origin_reader(origin, after)?.map(|r| r.map(|(op, _)| op)))
+    }
+
+    fn origin_reader(&self, origin: RegionId, after: Seq) -> Result<OriginReader<'_>, OpLogError> {
         let cf = self.cf(CF_LOG)?;
-        let start = record_key(origin, after.saturating_add(1));
-        let it = self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
-        let path = self.path.clone();
-        Ok(it
-            .map(move |item| (item, path.clone()))
-            .map_while(move |(item, path)| match item {
-                Err(source) => Some(Err(OpLogError::Db { path, source })),
-                Ok((k, v)) => {
-                    let (o, seq) = parse_record_key(&k)?;
-                    if o != origin {
-                        return None;
-                    }
-                    Some(decode_record(&k, &v).map_err(|reason| OpLogError::Corrupt {
-                        path,
-                        origin,
-                        seq,
-                        key_hex: hex(&k),
-                        reason,
-                    }))
+        let mut it = self.db.raw_iterator_cf(cf);
+        let from = after.saturating_add(1);
+        // The record holding `from` may start before it.
+        it.seek_for_prev(record_key(origin, from));
+        let holds_from = it.valid()
+            && match (it.key(), it.value()) {
+                (Some(k), Some(v)) => {
+                    record_span(k, v).is_some_and(|(o, _, last)| o == origin && last >= from)
                 }
-            }))
+                _ => false,
+            };
+        if !holds_from {
+            it.seek(record_key(origin, from));
+        }
+        Ok(OriginReader {
+            it,
+            origin,
+            after,
+            ops: Vec::new().into_iter(),
+            done: false,
+            path: &self.path,
+        })
     }
 
     /// The first sequence of `origin` still in the log, if any.
@@ -338,10 +418,10 @@ impl OpLog {
         }
     }
 
-    /// Reads one origin's records with sequence in `(after, upto]`, in
-    /// order, stopping after `max_ops` records or once `max_bytes` are
-    /// reached (at least one record is read if any). Returns them with their
-    /// total record size: what replication ships to a peer.
+    /// Reads one origin's operations with sequence in `(after, upto]`, in
+    /// order, stopping after `max_ops` operations or once `max_bytes` are
+    /// reached (at least one operation is read if any). Returns them with
+    /// their total encoded size: what replication ships to a peer.
     pub fn read_range(
         &self,
         origin: RegionId,
@@ -350,32 +430,18 @@ impl OpLog {
         max_ops: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Operation>, usize), OpLogError> {
-        let cf = self.cf(CF_LOG)?;
-        let start = record_key(origin, after.saturating_add(1));
-        let it = self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
         let mut ops = Vec::new();
         let mut bytes = 0usize;
-        for item in it {
+        for item in self.origin_reader(origin, after)? {
             if ops.len() >= max_ops || (bytes >= max_bytes && !ops.is_empty()) {
                 break;
             }
-            let (k, v) = item.map_err(|e| self.db_err(e))?;
-            match parse_record_key(&k) {
-                Some((o, seq)) if o == origin && seq <= upto => {
-                    let op = decode_record(&k, &v).map_err(|reason| OpLogError::Corrupt {
-                        path: self.path.clone(),
-                        origin,
-                        seq,
-                        key_hex: hex(&k),
-                        reason,
-                    })?;
-                    bytes += v.len();
-                    ops.push(op);
-                }
-                _ => break,
+            let (op, size) = item?;
+            if op.seq > upto {
+                break;
             }
+            bytes += size;
+            ops.push(op);
         }
         Ok((ops, bytes))
     }
@@ -459,19 +525,47 @@ impl OpLog {
         }
     }
 
-    /// Deletes every record covered by `vv` (already in a snapshot).
+    /// Deletes every record whose operations `vv` all covers (they are in a
+    /// snapshot). A record only partly covered stays whole.
     pub fn truncate_covered(&self, vv: &VersionVector) -> Result<(), OpLogError> {
         let cf = self.cf(CF_LOG)?;
         for (origin, seq) in vv.iter() {
+            let end = match self.record_at_or_before(origin, seq)? {
+                None => continue,
+                Some((first, last)) if last > seq => first,
+                Some(_) => seq.saturating_add(1),
+            };
             self.db
-                .delete_range_cf(
-                    cf,
-                    record_key(origin, 0),
-                    record_key(origin, seq.saturating_add(1)),
-                )
+                .delete_range_cf(cf, record_key(origin, 0), record_key(origin, end))
                 .map_err(|e| self.db_err(e))?;
         }
         Ok(())
+    }
+
+    /// The first and last sequence of the last record of `origin` starting
+    /// at or before `seq` (a header that does not read counts as holding
+    /// its first operation only).
+    fn record_at_or_before(
+        &self,
+        origin: RegionId,
+        seq: Seq,
+    ) -> Result<Option<(Seq, Seq)>, OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_for_prev(record_key(origin, seq));
+        if !it.valid() {
+            it.status().map_err(|e| self.db_err(e))?;
+            return Ok(None);
+        }
+        let (Some(k), Some(v)) = (it.key(), it.value()) else {
+            return Ok(None);
+        };
+        Ok(match (parse_record_key(k), record_span(k, v)) {
+            (Some((o, first)), span) if o == origin => {
+                Some((first, span.map_or(first, |(_, _, last)| last)))
+            }
+            _ => None,
+        })
     }
 
     /// Where the log lives.
@@ -585,20 +679,12 @@ impl OpLog {
         })
     }
 
-    /// The last sequence of `origin` in the log, if any.
+    /// The last sequence of `origin` in the log, if any (from the last
+    /// record's header; its first sequence if that does not read).
     pub fn last_seq(&self, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
-        let cf = self.cf(CF_LOG)?;
-        let mut it = self.db.raw_iterator_cf(cf);
-        it.seek_for_prev(record_key(origin, Seq::MAX));
-        if !it.valid() {
-            it.status().map_err(|e| self.db_err(e))?;
-            return Ok(None);
-        }
-        Ok(it
-            .key()
-            .and_then(parse_key)
-            .filter(|(o, _)| *o == origin)
-            .map(|(_, s)| s))
+        Ok(self
+            .record_at_or_before(origin, Seq::MAX)?
+            .map(|(_, last)| last))
     }
 
     /// Scans the raw records from the first key at or above `from` (an
@@ -632,8 +718,21 @@ impl OpLog {
                 message: format!("key {} is not a key of {origin}", hex(from)),
             });
         }
-        let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
+        self.delete_from_in(&mut batch, origin, from)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Adds to `batch` the deletion of every key of `origin` from `from` on.
+    fn delete_from_in(
+        &self,
+        batch: &mut WriteBatch,
+        origin: RegionId,
+        from: &[u8],
+    ) -> Result<(), OpLogError> {
+        let cf = self.cf(CF_LOG)?;
         match origin_end(origin) {
             Some(end) => batch.delete_range_cf(cf, from, &end[..]),
             None => {
@@ -646,17 +745,110 @@ impl OpLog {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Deletes every operation of `origin` with a sequence above `seq`,
+    /// keeping `seq` and what precedes it (see [`OpLog::delete_from`]): a
+    /// record holding both sides is rewritten with its operations up to
+    /// `seq` (it must decode; otherwise cut at its first sequence instead).
+    pub fn truncate_after(&self, origin: RegionId, seq: Seq) -> Result<(), OpLogError> {
+        let Some(next) = seq.checked_add(1) else {
+            return Ok(());
+        };
+        let cf = self.cf(CF_LOG)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_for_prev(record_key(origin, seq));
+        let straddling = match (it.valid(), it.key(), it.value()) {
+            (true, Some(k), Some(v)) => match record_span(k, v) {
+                Some((o, first, last)) if o == origin && last > seq => {
+                    let ops = decode_record(k, v).map_err(|reason| OpLogError::Corrupt {
+                        path: self.path.clone(),
+                        origin,
+                        seq: first,
+                        key_hex: hex(k),
+                        reason,
+                    })?;
+                    Some(ops)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        drop(it);
+        let Some(ops) = straddling else {
+            return self.delete_from(origin, &record_key(origin, next));
+        };
+        let Some(first) = ops.first().map(|op| op.seq) else {
+            return self.delete_from(origin, &record_key(origin, next));
+        };
+        // One write: a crash leaves the record either whole or cut.
+        let mut batch = WriteBatch::default();
+        self.delete_from_in(&mut batch, origin, &record_key(origin, first))?;
+        let keep: Vec<Operation> = ops.into_iter().filter(|op| op.seq <= seq).collect();
+        record::encode_records(&keep, |k, v| batch.put_cf(cf, k, v));
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
     }
+}
 
-    /// Deletes every record of `origin` with a sequence above `seq`, keeping
-    /// `seq` and what precedes it (see [`OpLog::delete_from`]).
-    pub fn truncate_after(&self, origin: RegionId, seq: Seq) -> Result<(), OpLogError> {
-        match seq.checked_add(1) {
-            Some(next) => self.delete_from(origin, &record_key(origin, next)),
-            None => Ok(()),
+/// One origin's operations from the log, record by record, from the first
+/// sequence above `after`: what replay and replication read.
+struct OriginReader<'a> {
+    it: DBRawIteratorWithThreadMode<'a, DB>,
+    origin: RegionId,
+    after: Seq,
+    ops: std::vec::IntoIter<(Operation, usize)>,
+    done: bool,
+    path: &'a Path,
+}
+
+impl Iterator for OriginReader<'_> {
+    type Item = Result<(Operation, usize), OpLogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((op, size)) = self.ops.next() {
+                if op.seq > self.after {
+                    return Some(Ok((op, size)));
+                }
+                continue;
+            }
+            if self.done {
+                return None;
+            }
+            if !self.it.valid() {
+                self.done = true;
+                return self.it.status().err().map(|source| {
+                    Err(OpLogError::Db {
+                        path: self.path.to_path_buf(),
+                        source,
+                    })
+                });
+            }
+            let (Some(k), Some(v)) = (self.it.key(), self.it.value()) else {
+                self.done = true;
+                return None;
+            };
+            let Some((o, first)) = parse_record_key(k).filter(|(o, _)| *o == self.origin) else {
+                self.done = true;
+                return None;
+            };
+            match record::decode_record_sized(k, v) {
+                Ok(ops) => self.ops = ops.into_iter(),
+                Err(reason) => {
+                    self.done = true;
+                    return Some(Err(OpLogError::Corrupt {
+                        path: self.path.to_path_buf(),
+                        origin: o,
+                        seq: first,
+                        key_hex: hex(k),
+                        reason,
+                    }));
+                }
+            }
+            self.it.next();
         }
     }
 }
