@@ -380,12 +380,14 @@ impl OpLog {
         let cf = self.cf(CF_LOG)?;
         let mut it = self.db.raw_iterator_cf(cf);
         let from = after.saturating_add(1);
-        // The record holding `from` may start before it.
+        // The record holding `from` may start before it. One whose header
+        // does not read may hold it: read it, so that it is reported.
         it.seek_for_prev(record_key(origin, from));
         let holds_from = it.valid()
             && match (it.key(), it.value()) {
                 (Some(k), Some(v)) => {
-                    record_span(k, v).is_some_and(|(o, _, last)| o == origin && last >= from)
+                    parse_record_key(k).is_some_and(|(o, _)| o == origin)
+                        && record_span(k, v).is_none_or(|(_, _, last)| last >= from)
                 }
                 _ => false,
             };
@@ -887,8 +889,15 @@ mod tests {
         out
     }
 
+    fn read_all(log: &OpLog, origin: u16, after: Seq) -> Vec<Seq> {
+        log.read_origin(RegionId(origin), after)
+            .expect("read")
+            .map(|r| r.expect("good record").seq)
+            .collect()
+    }
+
     #[test]
-    fn raw_scans_pass_bad_records_and_truncation_keeps_what_precedes() {
+    fn a_group_commit_is_one_record_per_origin_run() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
         let ops: Vec<_> = (1..=6)
@@ -896,30 +905,98 @@ mod tests {
             .chain((1..=3).map(|s| op(2, s)))
             .collect();
         log.append(&ops, true).expect("append");
-        let cf = log.cf(CF_LOG).expect("cf");
-        log.db
-            .put_cf(cf, record_key(RegionId(1), 3), [0u8; 7])
-            .expect("damage");
-        // read_origin turns the bad record into an error; a raw scan gives
-        // it as stored.
-        let read: Vec<_> = log.read_origin(RegionId(1), 0).expect("read").collect();
-        assert_eq!(read.len(), 6);
-        assert!(matches!(read[2], Err(OpLogError::Corrupt { seq: 3, .. })));
-        assert_eq!(keys(&log, &[]).len(), 9);
+        log.append(&[op(1, 7), op(1, 8)], true).expect("append");
         assert_eq!(
-            keys(&log, &record_key(RegionId(2), 2)),
+            keys(&log, &[]),
             vec![
-                record_key(RegionId(2), 2).to_vec(),
-                record_key(RegionId(2), 3).to_vec()
+                record_key(RegionId(1), 1).to_vec(),
+                record_key(RegionId(1), 7).to_vec(),
+                record_key(RegionId(2), 1).to_vec(),
             ]
         );
-        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(6));
-        assert_eq!(log.last_seq(RegionId(3)).expect("last"), None);
-
-        log.truncate_after(RegionId(1), 2).expect("truncate");
-        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(2));
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), Some(1));
+        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(8));
         assert_eq!(log.last_seq(RegionId(2)).expect("last"), Some(3));
-        assert_eq!(keys(&log, &[]).len(), 5);
+        assert_eq!(log.last_seq(RegionId(3)).expect("last"), None);
+        // Reads start inside a record as well as at its start.
+        for after in 0..=8 {
+            assert_eq!(read_all(&log, 1, after), (after + 1..=8).collect::<Vec<_>>());
+        }
+        let (got, bytes) = log.read_range(RegionId(1), 3, 7, 100, 1 << 20).expect("range");
+        assert_eq!(got.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        let one = crate::crdt::codec::encode_op_to_vec(&op(1, 4)).len();
+        assert!(bytes >= 4 * one - 4 && bytes <= 4 * one + 4, "{bytes} vs {one}");
+        let (got, _) = log.read_range(RegionId(1), 0, 8, 3, 1 << 20).expect("range");
+        assert_eq!(got.len(), 3);
+        let (got, _) = log.read_range(RegionId(1), 0, 8, 100, 1).expect("range");
+        assert_eq!(got.len(), 1, "at least one operation whatever max_bytes");
+    }
+
+    #[test]
+    fn a_bad_record_is_an_error_naming_its_first_operation() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        log.append(&(1..=2).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.append(&(3..=5).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.append(&[op(1, 6)], true).expect("append");
+        let cf = log.cf(CF_LOG).expect("cf");
+        log.db
+            .put_cf(cf, record_key(RegionId(1), 3), [0u8; 9])
+            .expect("damage");
+        let read: Vec<_> = log.read_origin(RegionId(1), 0).expect("read").collect();
+        assert_eq!(read.len(), 3, "two good operations, then the error");
+        assert!(matches!(read[2], Err(OpLogError::Corrupt { seq: 3, .. })));
+        // Starting inside the bad record finds it too.
+        let read: Vec<_> = log.read_origin(RegionId(1), 3).expect("read").collect();
+        assert!(matches!(read[0], Err(OpLogError::Corrupt { seq: 3, .. })));
+        assert!(log.read_range(RegionId(1), 1, 6, 100, 1 << 20).is_err());
+        let replayed = log.replay(&VersionVector::new(), |_| {});
+        assert!(matches!(replayed, Err(OpLogError::Corrupt { seq: 3, .. })));
+    }
+
+    #[test]
+    fn truncation_keeps_a_record_that_is_only_partly_covered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        for run in [1..=3, 4..=6, 7..=9] {
+            log.append(&run.map(|s| op(1, s)).collect::<Vec<_>>(), true)
+                .expect("append");
+        }
+        let mut vv = VersionVector::new();
+        vv.set(RegionId(1), 4);
+        log.truncate_covered(&vv).expect("truncate");
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), Some(4));
+        assert_eq!(read_all(&log, 1, 4), vec![5, 6, 7, 8, 9]);
+        vv.set(RegionId(1), 6);
+        log.truncate_covered(&vv).expect("truncate");
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), Some(7));
+        let mut replayed = Vec::new();
+        log.replay(&vv, |o| replayed.push(o.seq)).expect("replay");
+        assert_eq!(replayed, vec![7, 8, 9]);
+        vv.set(RegionId(1), 9);
+        vv.set(RegionId(7), 3);
+        log.truncate_covered(&vv).expect("truncate");
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), None);
+    }
+
+    #[test]
+    fn truncate_after_cuts_inside_a_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        let ops: Vec<_> = (1..=6)
+            .map(|s| op(1, s))
+            .chain((1..=3).map(|s| op(2, s)))
+            .collect();
+        log.append(&ops, true).expect("append");
+        log.truncate_after(RegionId(1), 2).expect("truncate");
+        assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
+        assert_eq!(read_all(&log, 2, 0), vec![1, 2, 3]);
+        log.truncate_after(RegionId(1), 2).expect("again: nothing to cut");
+        assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
+        log.truncate_after(RegionId(1), 0).expect("truncate");
+        assert_eq!(read_all(&log, 1, 0), Vec::<Seq>::new());
         assert!(log
             .delete_from(RegionId(1), &record_key(RegionId(2), 1))
             .is_err());
@@ -927,6 +1004,72 @@ mod tests {
         assert_eq!(id.region_id, Some(RegionId(1)));
         assert_eq!(id.region_name.as_deref(), Some("a"));
         assert_eq!(id.format, Some(vec![RECORD_FORMAT_VERSION]));
+    }
+
+    /// Writes `ops` as a format-1 log would have: one record per operation.
+    fn put_format_1(log: &OpLog, ops: &[Operation]) {
+        let cf = log.cf(CF_LOG).expect("cf");
+        for o in ops {
+            let mut v = vec![0; 4];
+            crate::crdt::codec::encode_op(o, &mut v);
+            let crc = crc32fast::hash(&v[4..]);
+            v[..4].copy_from_slice(&crc.to_le_bytes());
+            log.db
+                .put_cf(cf, record_key(o.origin, o.seq), v)
+                .expect("put");
+        }
+    }
+
+    #[test]
+    fn a_format_1_log_is_upgraded_on_open_even_after_a_crash_part_way() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+            // A crash part way: region 1's operations 1..=3 already in
+            // format 2, the rest still in format 1.
+            log.append(&(1..=3).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+                .expect("append");
+            let old: Vec<_> = (4..=(MAX_RECORD_OPS as u64 + 10))
+                .map(|s| op(1, s))
+                .chain((1..=5).map(|s| op(2, s)))
+                .collect();
+            put_format_1(&log, &old);
+            let meta = log.cf(CF_META).expect("meta");
+            log.db.put_cf(meta, META_FORMAT, [1u8]).expect("format 1");
+        }
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("upgrades");
+        assert_eq!(
+            log.identity().expect("identity").format,
+            Some(vec![RECORD_FORMAT_VERSION])
+        );
+        let last = MAX_RECORD_OPS as u64 + 10;
+        assert_eq!(read_all(&log, 1, 0), (1..=last).collect::<Vec<_>>());
+        assert_eq!(read_all(&log, 2, 0), (1..=5).collect::<Vec<_>>());
+        // Records are runs now: far fewer keys than operations.
+        let n = keys(&log, &[]).len();
+        assert!(n <= 4, "{n} records");
+        let mut replayed = 0;
+        log.replay(&VersionVector::new(), |_| replayed += 1)
+            .expect("replay");
+        assert_eq!(replayed, last + 5);
+    }
+
+    #[test]
+    fn a_format_1_log_with_a_bad_record_is_refused_not_half_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+            put_format_1(&log, &(1..=3).map(|s| op(1, s)).collect::<Vec<_>>());
+            let cf = log.cf(CF_LOG).expect("cf");
+            log.db
+                .put_cf(cf, record_key(RegionId(1), 2), [1u8; 12])
+                .expect("damage");
+            let meta = log.cf(CF_META).expect("meta");
+            log.db.put_cf(meta, META_FORMAT, [1u8]).expect("format 1");
+        }
+        let err = OpLog::open(dir.path(), RegionId(1), "a").expect_err("refused");
+        assert!(err.to_string().contains("upgrading"), "{err}");
+        assert!(matches!(err, OpLogError::Corrupt { seq: 2, .. }), "{err}");
     }
 
     #[test]
