@@ -226,10 +226,12 @@ impl OpLog {
                 self.db.flush_cf(meta).map_err(|e| self.db_err(e))?;
                 Ok(())
             }
-            Some(v) if v.as_slice() != [RECORD_FORMAT_VERSION] => Err(identity(format!(
-                "op-log format {v:?} is not supported (this build reads {RECORD_FORMAT_VERSION})"
-            ))),
-            Some(_) => {
+            Some(v) if v.as_slice() != [RECORD_FORMAT_VERSION] && v.as_slice() != [1] => {
+                Err(identity(format!(
+                    "op-log format {v:?} is not supported (this build reads {RECORD_FORMAT_VERSION}, and upgrades 1)"
+                )))
+            }
+            Some(v) => {
                 let id = self
                     .db
                     .get_cf(meta, META_REGION_ID)
@@ -242,21 +244,96 @@ impl OpLog {
                         "belongs to region id {id:?}, not {region}; point --data-dir elsewhere or fix --region-id"
                     )));
                 }
+                if v.as_slice() == [1] {
+                    self.upgrade_from_format_1()?;
+                }
                 Ok(())
             }
         }
     }
 
-    /// Appends operations as one atomic write; `sync` makes it durable
-    /// (fsync of the write-ahead log) before returning.
+    /// Rewrites a format-1 log (one operation per record) in format 2, a
+    /// run of up to [`MAX_RECORD_OPS`] operations per atomic write, then
+    /// records format 2 in `meta`. A crash part way is safe: records
+    /// already rewritten decode as format 2 and are kept as they are.
+    fn upgrade_from_format_1(&self) -> Result<(), OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        tracing::info!(path = %self.path.display(), "upgrading the op log from format 1 to 2");
+        let mut run: Vec<Operation> = Vec::new();
+        let mut upgraded = 0u64;
+        let write_run = |run: &mut Vec<Operation>| -> Result<(), OpLogError> {
+            let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                return Ok(());
+            };
+            let mut batch = WriteBatch::default();
+            debug_assert_eq!(last.seq - first.seq + 1, run.len() as u64);
+            for op in run.iter() {
+                batch.delete_cf(cf, record_key(op.origin, op.seq));
+            }
+            record::encode_records(run, |k, v| batch.put_cf(cf, k, v));
+            self.db.write(batch).map_err(|e| self.db_err(e))?;
+            run.clear();
+            Ok(())
+        };
+        let mut records = self.raw_records(&[])?;
+        while let Some(item) = records.next_record() {
+            let (k, v) = item?;
+            let Some((origin, seq)) = parse_record_key(k) else {
+                continue;
+            };
+            // Format 2 first: its checks are strict enough that a format-1
+            // record never passes them (both CRCs cover bytes 4..).
+            if decode_record(k, v).is_ok() {
+                write_run(&mut run)?;
+                continue;
+            }
+            match record::decode_record_v1(k, v) {
+                Ok(op) => {
+                    let follows = run
+                        .last()
+                        .is_some_and(|l| l.origin == op.origin && l.seq + 1 == op.seq);
+                    if !follows || run.len() >= MAX_RECORD_OPS {
+                        write_run(&mut run)?;
+                    }
+                    run.push(op);
+                    upgraded += 1;
+                    if upgraded % 1_000_000 == 0 {
+                        tracing::info!(operations = upgraded, "op-log upgrade in progress");
+                    }
+                }
+                Err(reason) => {
+                    return Err(OpLogError::Corrupt {
+                        path: self.path.clone(),
+                        origin,
+                        seq,
+                        key_hex: hex(k),
+                        reason: format!(
+                            "{reason} (while upgrading the log from format 1; repair it with the braid-log of the previous release, or restore a backup)"
+                        ),
+                    })
+                }
+            }
+        }
+        write_run(&mut run)?;
+        drop(records);
+        let meta = self.cf(CF_META)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_FORMAT, [RECORD_FORMAT_VERSION]);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))?;
+        self.db.flush_cf(meta).map_err(|e| self.db_err(e))?;
+        tracing::info!(operations = upgraded, "op log upgraded to format 2");
+        Ok(())
+    }
+
+    /// Appends operations as one atomic write (a record per run of one
+    /// origin's consecutive operations); `sync` makes it durable (fsync of
+    /// the write-ahead log) before returning.
     pub fn append(&self, ops: &[Operation], sync: bool) -> Result<(), OpLogError> {
         let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
-        let mut buf = Vec::with_capacity(128);
-        for op in ops {
-            encode_record(op, &mut buf);
-            batch.put_cf(cf, record_key(op.origin, op.seq), &buf);
-        }
+        record::encode_records(ops, |k, v| batch.put_cf(cf, k, v));
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
@@ -290,36 +367,41 @@ impl OpLog {
         Ok(out)
     }
 
-    /// Reads one origin's records with sequence above `after`, in order.
+    /// Reads one origin's operations with sequence above `after`, in order.
     pub fn read_origin(
         &self,
         origin: RegionId,
         after: Seq,
     ) -> Result<impl Iterator<Item = Result<Operation, OpLogError>> + '_, OpLogError> {
+        Ok(self.origin_reader(origin, after)?.map(|r| r.map(|(op, _)| op)))
+    }
+
+    fn origin_reader(&self, origin: RegionId, after: Seq) -> Result<OriginReader<'_>, OpLogError> {
         let cf = self.cf(CF_LOG)?;
-        let start = record_key(origin, after.saturating_add(1));
-        let it = self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
-        let path = self.path.clone();
-        Ok(it
-            .map(move |item| (item, path.clone()))
-            .map_while(move |(item, path)| match item {
-                Err(source) => Some(Err(OpLogError::Db { path, source })),
-                Ok((k, v)) => {
-                    let (o, seq) = parse_record_key(&k)?;
-                    if o != origin {
-                        return None;
-                    }
-                    Some(decode_record(&k, &v).map_err(|reason| OpLogError::Corrupt {
-                        path,
-                        origin,
-                        seq,
-                        key_hex: hex(&k),
-                        reason,
-                    }))
+        let mut it = self.db.raw_iterator_cf(cf);
+        let from = after.saturating_add(1);
+        // The record holding `from` may start before it. One whose header
+        // does not read may hold it: read it, so that it is reported.
+        it.seek_for_prev(record_key(origin, from));
+        let holds_from = it.valid()
+            && match (it.key(), it.value()) {
+                (Some(k), Some(v)) => {
+                    parse_record_key(k).is_some_and(|(o, _)| o == origin)
+                        && record_span(k, v).is_none_or(|(_, _, last)| last >= from)
                 }
-            }))
+                _ => false,
+            };
+        if !holds_from {
+            it.seek(record_key(origin, from));
+        }
+        Ok(OriginReader {
+            it,
+            origin,
+            after,
+            ops: Vec::new().into_iter(),
+            done: false,
+            path: &self.path,
+        })
     }
 
     /// The first sequence of `origin` still in the log, if any.
@@ -340,10 +422,10 @@ impl OpLog {
         }
     }
 
-    /// Reads one origin's records with sequence in `(after, upto]`, in
-    /// order, stopping after `max_ops` records or once `max_bytes` are
-    /// reached (at least one record is read if any). Returns them with their
-    /// total record size: what replication ships to a peer.
+    /// Reads one origin's operations with sequence in `(after, upto]`, in
+    /// order, stopping after `max_ops` operations or once `max_bytes` are
+    /// reached (at least one operation is read if any). Returns them with
+    /// their total encoded size: what replication ships to a peer.
     pub fn read_range(
         &self,
         origin: RegionId,
@@ -352,32 +434,18 @@ impl OpLog {
         max_ops: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Operation>, usize), OpLogError> {
-        let cf = self.cf(CF_LOG)?;
-        let start = record_key(origin, after.saturating_add(1));
-        let it = self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
         let mut ops = Vec::new();
         let mut bytes = 0usize;
-        for item in it {
+        for item in self.origin_reader(origin, after)? {
             if ops.len() >= max_ops || (bytes >= max_bytes && !ops.is_empty()) {
                 break;
             }
-            let (k, v) = item.map_err(|e| self.db_err(e))?;
-            match parse_record_key(&k) {
-                Some((o, seq)) if o == origin && seq <= upto => {
-                    let op = decode_record(&k, &v).map_err(|reason| OpLogError::Corrupt {
-                        path: self.path.clone(),
-                        origin,
-                        seq,
-                        key_hex: hex(&k),
-                        reason,
-                    })?;
-                    bytes += v.len();
-                    ops.push(op);
-                }
-                _ => break,
+            let (op, size) = item?;
+            if op.seq > upto {
+                break;
             }
+            bytes += size;
+            ops.push(op);
         }
         Ok((ops, bytes))
     }
@@ -461,19 +529,47 @@ impl OpLog {
         }
     }
 
-    /// Deletes every record covered by `vv` (already in a snapshot).
+    /// Deletes every record whose operations `vv` all covers (they are in a
+    /// snapshot). A record only partly covered stays whole.
     pub fn truncate_covered(&self, vv: &VersionVector) -> Result<(), OpLogError> {
         let cf = self.cf(CF_LOG)?;
         for (origin, seq) in vv.iter() {
+            let end = match self.record_at_or_before(origin, seq)? {
+                None => continue,
+                Some((first, last)) if last > seq => first,
+                Some(_) => seq.saturating_add(1),
+            };
             self.db
-                .delete_range_cf(
-                    cf,
-                    record_key(origin, 0),
-                    record_key(origin, seq.saturating_add(1)),
-                )
+                .delete_range_cf(cf, record_key(origin, 0), record_key(origin, end))
                 .map_err(|e| self.db_err(e))?;
         }
         Ok(())
+    }
+
+    /// The first and last sequence of the last record of `origin` starting
+    /// at or before `seq` (a header that does not read counts as holding
+    /// its first operation only).
+    fn record_at_or_before(
+        &self,
+        origin: RegionId,
+        seq: Seq,
+    ) -> Result<Option<(Seq, Seq)>, OpLogError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_for_prev(record_key(origin, seq));
+        if !it.valid() {
+            it.status().map_err(|e| self.db_err(e))?;
+            return Ok(None);
+        }
+        let (Some(k), Some(v)) = (it.key(), it.value()) else {
+            return Ok(None);
+        };
+        Ok(match (parse_record_key(k), record_span(k, v)) {
+            (Some((o, first)), span) if o == origin => {
+                Some((first, span.map_or(first, |(_, _, last)| last)))
+            }
+            _ => None,
+        })
     }
 
     /// Where the log lives.
@@ -587,20 +683,12 @@ impl OpLog {
         })
     }
 
-    /// The last sequence of `origin` in the log, if any.
+    /// The last sequence of `origin` in the log, if any (from the last
+    /// record's header; its first sequence if that does not read).
     pub fn last_seq(&self, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
-        let cf = self.cf(CF_LOG)?;
-        let mut it = self.db.raw_iterator_cf(cf);
-        it.seek_for_prev(record_key(origin, Seq::MAX));
-        if !it.valid() {
-            it.status().map_err(|e| self.db_err(e))?;
-            return Ok(None);
-        }
-        Ok(it
-            .key()
-            .and_then(parse_key)
-            .filter(|(o, _)| *o == origin)
-            .map(|(_, s)| s))
+        Ok(self
+            .record_at_or_before(origin, Seq::MAX)?
+            .map(|(_, last)| last))
     }
 
     /// Scans the raw records from the first key at or above `from` (an
@@ -634,8 +722,21 @@ impl OpLog {
                 message: format!("key {} is not a key of {origin}", hex(from)),
             });
         }
-        let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
+        self.delete_from_in(&mut batch, origin, from)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Adds to `batch` the deletion of every key of `origin` from `from` on.
+    fn delete_from_in(
+        &self,
+        batch: &mut WriteBatch,
+        origin: RegionId,
+        from: &[u8],
+    ) -> Result<(), OpLogError> {
+        let cf = self.cf(CF_LOG)?;
         match origin_end(origin) {
             Some(end) => batch.delete_range_cf(cf, from, &end[..]),
             None => {
@@ -648,17 +749,110 @@ impl OpLog {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Deletes every operation of `origin` with a sequence above `seq`,
+    /// keeping `seq` and what precedes it (see [`OpLog::delete_from`]): a
+    /// record holding both sides is rewritten with its operations up to
+    /// `seq` (it must decode; otherwise cut at its first sequence instead).
+    pub fn truncate_after(&self, origin: RegionId, seq: Seq) -> Result<(), OpLogError> {
+        let Some(next) = seq.checked_add(1) else {
+            return Ok(());
+        };
+        let cf = self.cf(CF_LOG)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_for_prev(record_key(origin, seq));
+        let straddling = match (it.valid(), it.key(), it.value()) {
+            (true, Some(k), Some(v)) => match record_span(k, v) {
+                Some((o, first, last)) if o == origin && last > seq => {
+                    let ops = decode_record(k, v).map_err(|reason| OpLogError::Corrupt {
+                        path: self.path.clone(),
+                        origin,
+                        seq: first,
+                        key_hex: hex(k),
+                        reason,
+                    })?;
+                    Some(ops)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        drop(it);
+        let Some(ops) = straddling else {
+            return self.delete_from(origin, &record_key(origin, next));
+        };
+        let Some(first) = ops.first().map(|op| op.seq) else {
+            return self.delete_from(origin, &record_key(origin, next));
+        };
+        // One write: a crash leaves the record either whole or cut.
+        let mut batch = WriteBatch::default();
+        self.delete_from_in(&mut batch, origin, &record_key(origin, first))?;
+        let keep: Vec<Operation> = ops.into_iter().filter(|op| op.seq <= seq).collect();
+        record::encode_records(&keep, |k, v| batch.put_cf(cf, k, v));
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
     }
+}
 
-    /// Deletes every record of `origin` with a sequence above `seq`, keeping
-    /// `seq` and what precedes it (see [`OpLog::delete_from`]).
-    pub fn truncate_after(&self, origin: RegionId, seq: Seq) -> Result<(), OpLogError> {
-        match seq.checked_add(1) {
-            Some(next) => self.delete_from(origin, &record_key(origin, next)),
-            None => Ok(()),
+/// One origin's operations from the log, record by record, from the first
+/// sequence above `after`: what replay and replication read.
+struct OriginReader<'a> {
+    it: DBRawIteratorWithThreadMode<'a, DB>,
+    origin: RegionId,
+    after: Seq,
+    ops: std::vec::IntoIter<(Operation, usize)>,
+    done: bool,
+    path: &'a Path,
+}
+
+impl Iterator for OriginReader<'_> {
+    type Item = Result<(Operation, usize), OpLogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((op, size)) = self.ops.next() {
+                if op.seq > self.after {
+                    return Some(Ok((op, size)));
+                }
+                continue;
+            }
+            if self.done {
+                return None;
+            }
+            if !self.it.valid() {
+                self.done = true;
+                return self.it.status().err().map(|source| {
+                    Err(OpLogError::Db {
+                        path: self.path.to_path_buf(),
+                        source,
+                    })
+                });
+            }
+            let (Some(k), Some(v)) = (self.it.key(), self.it.value()) else {
+                self.done = true;
+                return None;
+            };
+            let Some((o, first)) = parse_record_key(k).filter(|(o, _)| *o == self.origin) else {
+                self.done = true;
+                return None;
+            };
+            match record::decode_record_sized(k, v) {
+                Ok(ops) => self.ops = ops.into_iter(),
+                Err(reason) => {
+                    self.done = true;
+                    return Some(Err(OpLogError::Corrupt {
+                        path: self.path.to_path_buf(),
+                        origin: o,
+                        seq: first,
+                        key_hex: hex(k),
+                        reason,
+                    }));
+                }
+            }
+            self.it.next();
         }
     }
 }
@@ -697,8 +891,15 @@ mod tests {
         out
     }
 
+    fn read_all(log: &OpLog, origin: u16, after: Seq) -> Vec<Seq> {
+        log.read_origin(RegionId(origin), after)
+            .expect("read")
+            .map(|r| r.expect("good record").seq)
+            .collect()
+    }
+
     #[test]
-    fn raw_scans_pass_bad_records_and_truncation_keeps_what_precedes() {
+    fn a_group_commit_is_one_record_per_origin_run() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
         let ops: Vec<_> = (1..=6)
@@ -706,30 +907,98 @@ mod tests {
             .chain((1..=3).map(|s| op(2, s)))
             .collect();
         log.append(&ops, true).expect("append");
-        let cf = log.cf(CF_LOG).expect("cf");
-        log.db
-            .put_cf(cf, record_key(RegionId(1), 3), [0u8; 7])
-            .expect("damage");
-        // read_origin turns the bad record into an error; a raw scan gives
-        // it as stored.
-        let read: Vec<_> = log.read_origin(RegionId(1), 0).expect("read").collect();
-        assert_eq!(read.len(), 6);
-        assert!(matches!(read[2], Err(OpLogError::Corrupt { seq: 3, .. })));
-        assert_eq!(keys(&log, &[]).len(), 9);
+        log.append(&[op(1, 7), op(1, 8)], true).expect("append");
         assert_eq!(
-            keys(&log, &record_key(RegionId(2), 2)),
+            keys(&log, &[]),
             vec![
-                record_key(RegionId(2), 2).to_vec(),
-                record_key(RegionId(2), 3).to_vec()
+                record_key(RegionId(1), 1).to_vec(),
+                record_key(RegionId(1), 7).to_vec(),
+                record_key(RegionId(2), 1).to_vec(),
             ]
         );
-        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(6));
-        assert_eq!(log.last_seq(RegionId(3)).expect("last"), None);
-
-        log.truncate_after(RegionId(1), 2).expect("truncate");
-        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(2));
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), Some(1));
+        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(8));
         assert_eq!(log.last_seq(RegionId(2)).expect("last"), Some(3));
-        assert_eq!(keys(&log, &[]).len(), 5);
+        assert_eq!(log.last_seq(RegionId(3)).expect("last"), None);
+        // Reads start inside a record as well as at its start.
+        for after in 0..=8 {
+            assert_eq!(read_all(&log, 1, after), (after + 1..=8).collect::<Vec<_>>());
+        }
+        let (got, bytes) = log.read_range(RegionId(1), 3, 7, 100, 1 << 20).expect("range");
+        assert_eq!(got.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        let one = crate::crdt::codec::encode_op_to_vec(&op(1, 4)).len();
+        assert!(bytes >= 4 * one - 4 && bytes <= 4 * one + 4, "{bytes} vs {one}");
+        let (got, _) = log.read_range(RegionId(1), 0, 8, 3, 1 << 20).expect("range");
+        assert_eq!(got.len(), 3);
+        let (got, _) = log.read_range(RegionId(1), 0, 8, 100, 1).expect("range");
+        assert_eq!(got.len(), 1, "at least one operation whatever max_bytes");
+    }
+
+    #[test]
+    fn a_bad_record_is_an_error_naming_its_first_operation() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        log.append(&(1..=2).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.append(&(3..=5).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.append(&[op(1, 6)], true).expect("append");
+        let cf = log.cf(CF_LOG).expect("cf");
+        log.db
+            .put_cf(cf, record_key(RegionId(1), 3), [0u8; 9])
+            .expect("damage");
+        let read: Vec<_> = log.read_origin(RegionId(1), 0).expect("read").collect();
+        assert_eq!(read.len(), 3, "two good operations, then the error");
+        assert!(matches!(read[2], Err(OpLogError::Corrupt { seq: 3, .. })));
+        // Starting inside the bad record finds it too.
+        let read: Vec<_> = log.read_origin(RegionId(1), 3).expect("read").collect();
+        assert!(matches!(read[0], Err(OpLogError::Corrupt { seq: 3, .. })));
+        assert!(log.read_range(RegionId(1), 1, 6, 100, 1 << 20).is_err());
+        let replayed = log.replay(&VersionVector::new(), |_| {});
+        assert!(matches!(replayed, Err(OpLogError::Corrupt { seq: 3, .. })));
+    }
+
+    #[test]
+    fn truncation_keeps_a_record_that_is_only_partly_covered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        for run in [1..=3, 4..=6, 7..=9] {
+            log.append(&run.map(|s| op(1, s)).collect::<Vec<_>>(), true)
+                .expect("append");
+        }
+        let mut vv = VersionVector::new();
+        vv.set(RegionId(1), 4);
+        log.truncate_covered(&vv).expect("truncate");
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), Some(4));
+        assert_eq!(read_all(&log, 1, 4), vec![5, 6, 7, 8, 9]);
+        vv.set(RegionId(1), 6);
+        log.truncate_covered(&vv).expect("truncate");
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), Some(7));
+        let mut replayed = Vec::new();
+        log.replay(&vv, |o| replayed.push(o.seq)).expect("replay");
+        assert_eq!(replayed, vec![7, 8, 9]);
+        vv.set(RegionId(1), 9);
+        vv.set(RegionId(7), 3);
+        log.truncate_covered(&vv).expect("truncate");
+        assert_eq!(log.first_seq(RegionId(1)).expect("first"), None);
+    }
+
+    #[test]
+    fn truncate_after_cuts_inside_a_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+        let ops: Vec<_> = (1..=6)
+            .map(|s| op(1, s))
+            .chain((1..=3).map(|s| op(2, s)))
+            .collect();
+        log.append(&ops, true).expect("append");
+        log.truncate_after(RegionId(1), 2).expect("truncate");
+        assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
+        assert_eq!(read_all(&log, 2, 0), vec![1, 2, 3]);
+        log.truncate_after(RegionId(1), 2).expect("again: nothing to cut");
+        assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
+        log.truncate_after(RegionId(1), 0).expect("truncate");
+        assert_eq!(read_all(&log, 1, 0), Vec::<Seq>::new());
         assert!(log
             .delete_from(RegionId(1), &record_key(RegionId(2), 1))
             .is_err());
@@ -737,6 +1006,72 @@ mod tests {
         assert_eq!(id.region_id, Some(RegionId(1)));
         assert_eq!(id.region_name.as_deref(), Some("a"));
         assert_eq!(id.format, Some(vec![RECORD_FORMAT_VERSION]));
+    }
+
+    /// Writes `ops` as a format-1 log would have: one record per operation.
+    fn put_format_1(log: &OpLog, ops: &[Operation]) {
+        let cf = log.cf(CF_LOG).expect("cf");
+        for o in ops {
+            let mut v = vec![0; 4];
+            crate::crdt::codec::encode_op(o, &mut v);
+            let crc = crc32fast::hash(&v[4..]);
+            v[..4].copy_from_slice(&crc.to_le_bytes());
+            log.db
+                .put_cf(cf, record_key(o.origin, o.seq), v)
+                .expect("put");
+        }
+    }
+
+    #[test]
+    fn a_format_1_log_is_upgraded_on_open_even_after_a_crash_part_way() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+            // A crash part way: region 1's operations 1..=3 already in
+            // format 2, the rest still in format 1.
+            log.append(&(1..=3).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+                .expect("append");
+            let old: Vec<_> = (4..=(MAX_RECORD_OPS as u64 + 10))
+                .map(|s| op(1, s))
+                .chain((1..=5).map(|s| op(2, s)))
+                .collect();
+            put_format_1(&log, &old);
+            let meta = log.cf(CF_META).expect("meta");
+            log.db.put_cf(meta, META_FORMAT, [1u8]).expect("format 1");
+        }
+        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("upgrades");
+        assert_eq!(
+            log.identity().expect("identity").format,
+            Some(vec![RECORD_FORMAT_VERSION])
+        );
+        let last = MAX_RECORD_OPS as u64 + 10;
+        assert_eq!(read_all(&log, 1, 0), (1..=last).collect::<Vec<_>>());
+        assert_eq!(read_all(&log, 2, 0), (1..=5).collect::<Vec<_>>());
+        // Records are runs now: far fewer keys than operations.
+        let n = keys(&log, &[]).len();
+        assert!(n <= 4, "{n} records");
+        let mut replayed = 0;
+        log.replay(&VersionVector::new(), |_| replayed += 1)
+            .expect("replay");
+        assert_eq!(replayed, last + 5);
+    }
+
+    #[test]
+    fn a_format_1_log_with_a_bad_record_is_refused_not_half_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
+            put_format_1(&log, &(1..=3).map(|s| op(1, s)).collect::<Vec<_>>());
+            let cf = log.cf(CF_LOG).expect("cf");
+            log.db
+                .put_cf(cf, record_key(RegionId(1), 2), [1u8; 12])
+                .expect("damage");
+            let meta = log.cf(CF_META).expect("meta");
+            log.db.put_cf(meta, META_FORMAT, [1u8]).expect("format 1");
+        }
+        let err = OpLog::open(dir.path(), RegionId(1), "a").expect_err("refused");
+        assert!(err.to_string().contains("upgrading"), "{err}");
+        assert!(matches!(err, OpLogError::Corrupt { seq: 2, .. }), "{err}");
     }
 
     #[test]

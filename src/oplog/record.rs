@@ -75,16 +75,61 @@ pub fn runs<'a>(
 /// `record_key(ops[0].origin, ops[0].seq)`.
 pub fn encode_record(ops: &[Operation], out: &mut Vec<u8>) {
     debug_assert!(!ops.is_empty(), "a record holds at least one operation");
-    out.clear();
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    begin(out);
     for op in ops {
-        let at = out.len();
-        out.extend_from_slice(&[0; 4]);
-        encode_op(op, out);
-        let len = (out.len() - at - 4) as u32;
-        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        push(out, op);
     }
+    finish(out, ops.len());
+}
+
+/// Encodes `ops`, in the order written, as records: runs of one origin's
+/// consecutive sequences, cut at [`MAX_RECORD_OPS`] operations or once
+/// [`MAX_RECORD_BYTES`] are reached. Calls `emit(key, value)` per record;
+/// each operation is encoded once.
+pub fn encode_records(ops: &[Operation], mut emit: impl FnMut(&[u8; 10], &[u8])) {
+    let mut out = Vec::with_capacity(4096);
+    let mut head: Option<&Operation> = None;
+    let mut last: Option<&Operation> = None;
+    let mut count = 0usize;
+    for op in ops {
+        let continues = last.is_some_and(|l| {
+            l.origin == op.origin && l.seq.checked_add(1) == Some(op.seq)
+        }) && count < MAX_RECORD_OPS
+            && out.len() < MAX_RECORD_BYTES;
+        if !continues {
+            if let Some(h) = head {
+                finish(&mut out, count);
+                emit(&record_key(h.origin, h.seq), &out);
+            }
+            begin(&mut out);
+            head = Some(op);
+            count = 0;
+        }
+        push(&mut out, op);
+        count += 1;
+        last = Some(op);
+    }
+    if let Some(h) = head {
+        finish(&mut out, count);
+        emit(&record_key(h.origin, h.seq), &out);
+    }
+}
+
+fn begin(out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+}
+
+fn push(out: &mut Vec<u8>, op: &Operation) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    encode_op(op, out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn finish(out: &mut [u8], count: usize) {
+    out[4..8].copy_from_slice(&(count as u32).to_le_bytes());
     let crc = crc32fast::hash(&out[4..]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
 }
@@ -103,6 +148,15 @@ pub fn record_span(key: &[u8], value: &[u8]) -> Option<(RegionId, Seq, Seq)> {
 /// and encoding, and that the operations are the ones its key names (its
 /// origin, sequences from the key's on, one apart).
 pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<Operation>, String> {
+    Ok(decode_record_sized(key, value)?
+        .into_iter()
+        .map(|(op, _)| op)
+        .collect())
+}
+
+/// [`decode_record`], with each operation's encoded size (what it weighs
+/// in a replication segment).
+pub fn decode_record_sized(key: &[u8], value: &[u8]) -> Result<Vec<(Operation, usize)>, String> {
     let (origin, first) = parse_record_key(key).ok_or("malformed key")?;
     if first == 0 {
         return Err("key names sequence 0".into());
@@ -161,7 +215,7 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<Operation>, String>
                 op.origin, op.seq
             ));
         }
-        ops.push(op);
+        ops.push((op, len));
     }
     if at != value.len() {
         return Err(format!(
@@ -250,6 +304,21 @@ mod tests {
             .collect();
         assert_eq!(lens, vec![2, 2]);
         assert_eq!(runs(&[], |_| 1).count(), 0);
+    }
+
+    #[test]
+    fn encode_records_cuts_where_runs_do_and_encodes_the_same_bytes() {
+        let mut ops: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 2)).map(|s| op(1, s)).collect();
+        ops.push(op(2, 7));
+        ops.push(op(2, 9));
+        let mut got = Vec::new();
+        encode_records(&ops, |k, v| got.push((k.to_vec(), v.to_vec())));
+        let expected: Vec<_> = runs(&ops, |_| 1).map(encoded).collect();
+        assert_eq!(got, expected);
+        assert_eq!(got.len(), 4);
+        let mut none = 0;
+        encode_records(&[], |_, _| none += 1);
+        assert_eq!(none, 0);
     }
 
     #[test]
