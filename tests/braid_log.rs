@@ -313,6 +313,40 @@ fn dump_filters_by_origin_sequence_key_and_time() {
         lines[0]
     );
     assert!(lines[1].contains("\"effect\":\"str_set\""), "{}", lines[1]);
+
+    // A run written twice (6..=7 again, inside 4..=8) is no problem, and
+    // every operation is shown once.
+    {
+        let db = raw_db(&b.dir);
+        let log = db.cf_handle("log").unwrap();
+        let (key, value, ..) = record_holding(&db, RegionId(1), 6);
+        let mut ops = decode_record(&key, &value).unwrap();
+        ops.retain(|op| (6..=7).contains(&op.seq));
+        let mut again = Vec::new();
+        encode_record(&ops, &mut again);
+        db.put_cf(log, record_key(RegionId(1), 6), again).unwrap();
+    }
+    let r = braid_log(&b.dir, &["dump"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(dumped_seqs(&r.stdout), (1..=8).collect::<Vec<_>>());
+    let r = braid_log(&b.dir, &["dump", "--origin", "1", "--from", "7"]);
+    assert_eq!(dumped_seqs(&r.stdout), vec![7, 8]);
+    let r = braid_log(&b.dir, &["tail", "-n", "3"]);
+    assert_eq!(dumped_seqs(&r.stdout), vec![6, 7, 8]);
+    let r = braid_log(&b.dir, &["verify"]);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("note: 2 operations of r1 are held again by a later record"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("verify: 3 records (8 operations) of 1 origin"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -739,7 +773,7 @@ fn repair_names_the_operations_of_other_origins_that_depend_on_dropped_ones() {
     assert!(r.stdout.contains("keeps: r1 seq 1..=2"), "{}", r.stdout);
     assert!(
         r.stdout.contains(
-            "dropped r1 seq 3..=5: 3 operations; its record of seq 1..=5 rewritten to keep seq 1..=2; \
+            "dropped r1 seq 3..=5: 3 operations; the record of seq 1..=5 rewritten to keep seq 1..=2; \
              r1 now ends at seq 2"
         ),
         "{}",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use braid::crdt::{RegionId, Seq, VersionVector};
 use braid::oplog::inspect::{
     self, check_record, format_json, format_text, human_bytes, list_snapshot_files,
-    read_snapshot_header, scan_start, Dependents, Filter, LogScan, SnapshotCheckError,
+    read_snapshot_header, scan_start, Dependents, Filter, LogScan, OnceEach, SnapshotCheckError,
     SnapshotFile,
 };
 use braid::oplog::{key_hex, parse_record_key, record_key, record_span, OpLog, OpLogError};
@@ -445,6 +445,13 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
             st.records,
             human_bytes(st.bytes)
         )?;
+        if st.repeated > 0 {
+            write!(
+                out,
+                "  (+{} held again by overlapping records)",
+                st.repeated
+            )?;
+        }
         if st.has_problems() {
             write!(
                 out,
@@ -517,7 +524,7 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
             } else {
                 writeln!(
                     out,
-                    "  the server drops them after its next snapshot, once every configured peer has acknowledged them"
+                    "  the server drops the wholly covered records (one partly covered stays whole) after its next snapshot, once every configured peer has acknowledged them"
                 )?;
             }
         }
@@ -525,7 +532,7 @@ fn summary(data_dir: &Path, ui: Ui) -> Outcome {
     let problems = scan.has_problems();
     write!(
         out,
-        "summary: {}, {} in {} ({}), {}, {} truncatable ({} wholly, {})",
+        "summary: {}, {} in {} ({}), {}, {} truncatable ({} wholly covered, {})",
         plural(scan.origins().count() as u64, "origin", "origins"),
         plural(scan.ops, "operation", "operations"),
         plural(scan.records, "record", "records"),
@@ -593,6 +600,8 @@ fn dump(data_dir: &Path, ui: Ui, args: &DumpArgs) -> Outcome {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut records = log.raw_records(&start)?;
     let (mut read, mut decoded, mut shown, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    // Overlapping records (a run written twice) show each operation once.
+    let mut once = OnceEach::default();
     'scan: while let Some(item) = records.next_record() {
         let (k, v) = item?;
         if let Some(p) = &prefix {
@@ -608,7 +617,7 @@ fn dump(data_dir: &Path, ui: Ui, args: &DumpArgs) -> Outcome {
         match check_record(k, v) {
             Ok(ops) => {
                 for op in &ops {
-                    if !filter.wants(op.origin, op.seq) {
+                    if !once.first_time(op) || !filter.wants(op.origin, op.seq) {
                         continue;
                     }
                     decoded += 1;
@@ -715,6 +724,14 @@ fn verify(data_dir: &Path, ui: Ui, args: &VerifyArgs) -> Outcome {
         }
     }
     let failed = scan.has_problems() || bad_snapshots > 0 || !recovery.is_empty();
+    for st in scan.origins().filter(|st| st.repeated > 0) {
+        writeln!(
+            out,
+            "note: {} of {} are held again by a later record (a run written twice); readers take each once",
+            plural(st.repeated, "operation", "operations"),
+            st.origin
+        )?;
+    }
     for st in scan.origins() {
         if let Some(cut) = &st.first_problem {
             let keep = cut.seq.saturating_sub(1);
@@ -877,6 +894,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     let mut rewritten: Option<(Seq, Seq)> = None;
     let mut dropped_last = cut_seq;
     let mut lines = Vec::new();
+    let mut once = OnceEach::default();
     let scan_from = if mid_record {
         prefix.to_vec()
     } else {
@@ -898,6 +916,9 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
                     rewritten = Some((a.seq, b.seq));
                 }
                 for op in ops.iter().filter(|op| op.seq >= cut_seq) {
+                    if !once.first_time(op) {
+                        continue;
+                    }
                     dropped_ops += 1;
                     dropped_last = dropped_last.max(op.seq);
                     if lines.len() < SHOWN {
@@ -939,6 +960,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         .map(|h| h.version_vector)
         .unwrap_or_default();
     let mut dependents = Dependents::new(origin, cut_seq, cover.clone());
+    let mut once = OnceEach::default();
     let mut progress = Progress::new(ui.bar(
         expected_ops(&log)?,
         PROGRESS_MIN_OPS,
@@ -953,7 +975,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
             continue;
         }
         if let Ok(ops) = check_record(k, v) {
-            for op in &ops {
+            for op in ops.iter().filter(|op| once.first_time(op)) {
                 dependents.observe(op);
             }
         }
@@ -976,16 +998,16 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         ));
     }
     let mut how = Vec::new();
+    if let Some((first, last)) = rewritten {
+        how.push(format!(
+            "the record of seq {first}..={last} rewritten to keep seq {first}..={keeps_to}"
+        ));
+    }
     if deleted > 0 {
         how.push(format!(
             "{} deleted ({})",
             plural(deleted, "record", "records"),
             human_bytes(deleted_bytes)
-        ));
-    }
-    if let Some((first, last)) = rewritten {
-        how.push(format!(
-            "its record of seq {first}..={last} rewritten to keep seq {first}..={keeps_to}"
         ));
     }
     let how = how.join(", ");
@@ -1071,7 +1093,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     } else {
         log.delete_from(origin, &cut_key)?;
     }
-    let now = log.last_seq(origin)?;
+    let now = last_op(&log, origin)?;
     println!(
         "repair: dropped {what}; {how}; {origin} now {}",
         now.map_or_else(
@@ -1080,6 +1102,28 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         )
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last operation of `origin` in the log: the highest that a record's
+/// header claims among the records that may reach past the last one's start
+/// (a run written twice makes records overlap, so the last record does not
+/// always hold the last operation).
+fn last_op(log: &OpLog, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
+    let Some(last) = log.last_seq(origin)? else {
+        return Ok(None);
+    };
+    let mut records = log.raw_records(&scan_start(origin, last))?;
+    let mut max = last;
+    while let Some(item) = records.next_record() {
+        let (k, v) = item?;
+        if k.get(..2) != Some(&origin.0.to_be_bytes()[..]) {
+            break;
+        }
+        if let Some((_, _, l)) = record_span(k, v) {
+            max = max.max(l);
+        }
+    }
+    Ok(Some(max))
 }
 
 /// Set once SIGINT or SIGTERM arrives, so that `tail -f` ends cleanly
@@ -1137,7 +1181,7 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
             }
             let from = match next.get(&origin) {
                 Some(s) => *s,
-                None if first_pass => match log.last_seq(origin)? {
+                None if first_pass => match last_op(log, origin)? {
                     Some(last) => last.saturating_add(1).saturating_sub(args.lines),
                     None => continue,
                 },
@@ -1161,11 +1205,13 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
                 if record_span(k, v).is_some_and(|(_, _, last)| last < from) {
                     continue;
                 }
-                let seen = next.get(&origin).copied().unwrap_or(from);
+                // Each operation once, even from overlapping records (a run
+                // written twice).
+                let upto = next.get(&origin).copied().unwrap_or(from);
                 match check_record(k, v) {
                     Ok(ops) => {
-                        for op in ops.iter().filter(|op| op.seq >= from) {
-                            next.insert(origin, seen.max(op.seq.saturating_add(1)));
+                        for op in ops.iter().filter(|op| op.seq >= upto) {
+                            next.insert(origin, op.seq.saturating_add(1));
                             if filter.matches(op) {
                                 write_op(&mut out, op, args.filter.json)?;
                                 shown += 1;
@@ -1175,7 +1221,7 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
                     Err(b) => {
                         // Its end is unknown: what follows is read from the
                         // next record on.
-                        next.insert(origin, seen.max(first.saturating_add(1)));
+                        next.insert(origin, upto.max(first.saturating_add(1)));
                         if bad_seen.insert(key_hex(k)) {
                             out.flush()?;
                             eprintln!("braid-log: skipping {b}");

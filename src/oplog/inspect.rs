@@ -7,10 +7,12 @@
 //! origin, keyed by its first (format 2, [`super::record`]); statistics
 //! count both records and operations. A record is *bad* when its key is
 //! malformed, its CRC does not match, its count or an operation does not
-//! decode, its operations are not the ones its key names
-//! ([`super::decode_record`]), or it repeats operations the record before
-//! it holds. A bad record's operations are unknown: only its key's first
-//! sequence is certain (its header's count is shown, for information only).
+//! decode, or its operations are not the ones its key names
+//! ([`super::decode_record`]). A bad record's operations are unknown: only
+//! its key's first sequence is certain (its header's count is shown, for
+//! information only). A record that repeats operations of the one before it
+//! (a run written twice) is not bad: readers take each operation once, and
+//! so do the statistics and [`OnceEach`].
 //! A *gap* is a sequence missing between two records of an origin (a record
 //! starting above the previous record's last sequence + 1; a truncated log
 //! legitimately starts above 1; after a bad record, whose end is unknown,
@@ -134,8 +136,11 @@ pub struct OriginStats {
     pub last_seq: Option<Seq>,
     /// Records (keys) seen, bad ones included.
     pub records: u64,
-    /// Operations in the good records.
+    /// Operations in the good records, each counted once.
     pub ops: u64,
+    /// Operations a good record holds again after an earlier one (a run
+    /// written twice: readers take each operation once, so no problem).
+    pub repeated: u64,
     /// Bytes of the records' values.
     pub bytes: u64,
     /// Bad records.
@@ -148,8 +153,8 @@ pub struct OriginStats {
     pub hlc_min: Option<Hlc>,
     /// Highest HLC of a good operation.
     pub hlc_max: Option<Hlc>,
-    /// Operations of good records covered by the scan's `cover` (a
-    /// snapshot's version vector).
+    /// Operations of good records (each once) covered by the scan's `cover`
+    /// (a snapshot's version vector).
     pub covered: u64,
     /// Records all of whose operations `cover` includes.
     pub covered_records: u64,
@@ -160,6 +165,8 @@ pub struct OriginStats {
     /// Whether `last_seq` is where the previous record ends (false after a
     /// bad record, whose end is unknown).
     end_known: bool,
+    /// The highest sequence of a good record so far (0: none).
+    good_to: Seq,
 }
 
 impl OriginStats {
@@ -170,6 +177,7 @@ impl OriginStats {
             last_seq: None,
             records: 0,
             ops: 0,
+            repeated: 0,
             bytes: 0,
             bad: 0,
             gaps: 0,
@@ -181,6 +189,7 @@ impl OriginStats {
             covered_bytes: 0,
             first_problem: None,
             end_known: false,
+            good_to: 0,
         }
     }
 
@@ -228,6 +237,28 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<Vec<Operation>, BadRecor
     decode_record(key, value).map_err(|reason| bad_record(key, value, reason))
 }
 
+/// Passes each operation of a scan in key order once: a run written twice
+/// makes records that overlap, and readers of the log (replay, replication)
+/// take each operation once, from the first record holding it.
+#[derive(Clone, Debug, Default)]
+pub struct OnceEach {
+    upto: BTreeMap<RegionId, Seq>,
+}
+
+impl OnceEach {
+    /// Whether `op` comes for the first time (its sequence is above every
+    /// one passed of its origin).
+    pub fn first_time(&mut self, op: &Operation) -> bool {
+        let upto = self.upto.entry(op.origin).or_insert(0);
+        if op.seq > *upto {
+            *upto = op.seq;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Where a forward scan must start to see every record holding sequence
 /// `seq` of `origin` or later: the key of `seq - (MAX_RECORD_OPS - 1)`, as a
 /// record starting before that would hold more than [`MAX_RECORD_OPS`]
@@ -246,8 +277,10 @@ pub struct LogScan {
     cover: VersionVector,
     /// Records (keys) seen.
     pub records: u64,
-    /// Operations in the good records.
+    /// Operations in the good records, each counted once.
     pub ops: u64,
+    /// Operations held again by a later record (see [`OriginStats`]).
+    pub repeated: u64,
     /// Bytes of the records' values.
     pub bytes: u64,
     /// Bad records seen.
@@ -272,7 +305,7 @@ impl LogScan {
     pub fn observe(&mut self, key: &[u8], value: &[u8]) -> Observed {
         self.records += 1;
         self.bytes += value.len() as u64;
-        let mut record = check_record(key, value);
+        let record = check_record(key, value);
         let Some(origin) = key_origin(key) else {
             self.bad += 1;
             self.bad_without_origin += 1;
@@ -287,22 +320,9 @@ impl LogScan {
         st.bytes += value.len() as u64;
         let mut gap = None;
         if let Some((_, first)) = parse_record_key(key) {
+            // A record starting at or before the previous one's end (a run
+            // written twice) is no problem: readers take each operation once.
             let prev_end = st.last_seq.filter(|_| st.end_known);
-            if let (Some(end), Ok(ops)) = (prev_end, &record) {
-                // Keys are unique and sorted, so this record starts after
-                // the previous one did; it must also start after its end.
-                if first <= end {
-                    let last = first + ops.len() as u64 - 1;
-                    record = Err(bad_record(
-                        key,
-                        value,
-                        format!(
-                            "holds seq {first}..={last}, repeating seq {first}..={} of the record before it",
-                            end.min(last)
-                        ),
-                    ));
-                }
-            }
             if let Some(end) = prev_end {
                 if first > end + 1 {
                     let g = Gap {
@@ -329,12 +349,9 @@ impl LogScan {
                     let last = first + ops.len() as u64 - 1;
                     st.last_seq = Some(st.last_seq.map_or(last, |l| l.max(last)));
                     st.end_known = true;
-                    if first <= covered_to {
-                        st.covered += last.min(covered_to) - first + 1;
-                        if last <= covered_to {
-                            st.covered_records += 1;
-                            st.covered_bytes += value.len() as u64;
-                        }
+                    if last <= covered_to {
+                        st.covered_records += 1;
+                        st.covered_bytes += value.len() as u64;
                     }
                 }
                 Err(_) => {
@@ -345,9 +362,18 @@ impl LogScan {
         }
         match &record {
             Ok(ops) => {
-                st.ops += ops.len() as u64;
-                self.ops += ops.len() as u64;
                 for op in ops {
+                    if op.seq <= st.good_to {
+                        st.repeated += 1;
+                        self.repeated += 1;
+                        continue;
+                    }
+                    st.good_to = op.seq;
+                    st.ops += 1;
+                    self.ops += 1;
+                    if op.seq <= covered_to {
+                        st.covered += 1;
+                    }
                     st.hlc_min = Some(st.hlc_min.map_or(op.hlc, |h| h.min(op.hlc)));
                     st.hlc_max = Some(st.hlc_max.map_or(op.hlc, |h| h.max(op.hlc)));
                 }
@@ -1084,8 +1110,10 @@ mod tests {
             run(1, 9..=10, 1000),
             // 11..=12 missing.
             run(1, 13..=14, 1000),
-            // Repeats 14.
+            // Repeats 14 (a run written twice): no problem.
             run(1, 14..=15, 1000),
+            // 16 missing.
+            run(1, 17..=17, 1000),
         ];
         // r1:4..=5 gets a flipped byte (CRC).
         let last = recs[1].1.len() - 1;
@@ -1094,8 +1122,8 @@ mod tests {
         recs.push((record_key(RegionId(2), 1).to_vec(), vec![1, 2]));
         recs.push((vec![0, 2, 9], vec![0; 8]));
         let (s, found) = scan(&recs, VersionVector::new());
-        assert_eq!(s.bad, 5, "{found:?}");
-        assert_eq!(s.gaps, 1);
+        assert_eq!(s.bad, 4, "{found:?}");
+        assert_eq!(s.gaps, 2);
         assert_eq!(found.len(), 6, "{found:?}");
         let expected = format!(
             "bad record r1:4 (key 00010000000000000004, {} bytes, header claims seq 4..=5): ",
@@ -1110,12 +1138,7 @@ mod tests {
             found[1]
         );
         assert_eq!(found[2], "gap in r1: seq 11..=12 missing (2 operations)");
-        assert!(
-            found[3].starts_with("bad record r1:14 ")
-                && found[3].contains("repeating seq 14..=14 of the record before it"),
-            "{}",
-            found[3]
-        );
+        assert_eq!(found[3], "gap in r1: seq 16..=16 missing (1 operation)");
         assert!(
             found[4].contains("r2:1") && found[4].contains("shorter than its 8-byte header"),
             "{}",
@@ -1129,12 +1152,16 @@ mod tests {
             (cut.seq, cut.key.as_slice()),
             (4, &record_key(RegionId(1), 4)[..])
         );
-        assert_eq!((r1.gaps, r1.missing, r1.bad), (1, 2, 3));
-        // Good records: 1..=3, 6..=7, 9..=10, 13..=14.
-        assert_eq!((r1.records, r1.ops, r1.last_seq), (7, 9, Some(14)));
+        assert_eq!((r1.gaps, r1.missing, r1.bad), (2, 3, 2));
+        // Good records: 1..=3, 6..=7, 9..=10, 13..=14, 14..=15 (14 again),
+        // 17.
+        assert_eq!(
+            (r1.records, r1.ops, r1.repeated, r1.last_seq),
+            (8, 11, 1, Some(17))
+        );
         let r2 = s.origin(RegionId(2)).expect("r2");
         assert_eq!(r2.first_problem.as_ref().map(|c| c.seq), Some(1));
-        assert_eq!((s.records, s.ops), (9, 9));
+        assert_eq!((s.records, s.ops, s.repeated), (10, 11, 1));
     }
 
     #[test]
@@ -1162,6 +1189,30 @@ mod tests {
         let (s, found) = scan(&recs, VersionVector::new());
         assert_eq!(found[1], "gap in r1: seq 10..=10 missing (1 operation)");
         assert_eq!(s.gaps, 1);
+    }
+
+    #[test]
+    fn overlapping_records_count_each_operation_once() {
+        // 1..=6, then 3..=8 written again over it (a run written twice),
+        // with a snapshot covering up to 5.
+        let recs = vec![run(1, 1..=6, 1), run(1, 3..=8, 1), run(1, 9..=9, 1)];
+        let cover = VersionVector::from_entries([(RegionId(1), 5)]);
+        let (s, found) = scan(&recs, cover);
+        assert!(found.is_empty(), "{found:?}");
+        let r1 = s.origin(RegionId(1)).expect("r1");
+        assert_eq!(
+            (r1.ops, r1.repeated, r1.covered, r1.covered_records),
+            (9, 4, 5, 0)
+        );
+        assert_eq!((r1.first_seq, r1.last_seq), (Some(1), Some(9)));
+        let mut once = OnceEach::default();
+        let passed: Vec<Seq> = recs
+            .iter()
+            .flat_map(|(k, v)| decode_record(k, v).expect("good"))
+            .filter(|op| once.first_time(op))
+            .map(|op| op.seq)
+            .collect();
+        assert_eq!(passed, (1..=9).collect::<Vec<_>>());
     }
 
     #[test]

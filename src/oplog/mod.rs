@@ -415,9 +415,7 @@ impl OpLog {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.db_err(e))?;
-                Ok(parse_record_key(&k)
-                    .filter(|(o, _)| *o == origin)
-                    .map(|(_, s)| s))
+                Ok(parse_record_key(&k).filter(|(o, _)| *o == origin).map(|(_, s)| s))
             }
         }
     }

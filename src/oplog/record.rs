@@ -195,8 +195,8 @@ pub fn decode_record_sized(key: &[u8], value: &[u8]) -> Result<Vec<(Operation, u
         let len_bytes = value
             .get(at..at + 4)
             .ok_or_else(|| format!("operation {expected}: record ends before its length"))?;
-        let len =
-            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
+            as usize;
         at += 4;
         let body = at
             .checked_add(len)
@@ -293,15 +293,11 @@ mod tests {
         ops.push(op(1, 5));
         let lens: Vec<_> = runs(&ops, |_| 10).map(|r| r.len()).collect();
         assert_eq!(lens, vec![3, 1, 1]);
-        let many: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 5))
-            .map(|s| op(1, s))
-            .collect();
+        let many: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 5)).map(|s| op(1, s)).collect();
         let lens: Vec<_> = runs(&many, |_| 10).map(|r| r.len()).collect();
         assert_eq!(lens, vec![MAX_RECORD_OPS, 5]);
         let big: Vec<_> = (1..=4).map(|s| op(1, s)).collect();
-        let lens: Vec<_> = runs(&big, |_| MAX_RECORD_BYTES / 2)
-            .map(|r| r.len())
-            .collect();
+        let lens: Vec<_> = runs(&big, |_| MAX_RECORD_BYTES / 2).map(|r| r.len()).collect();
         assert_eq!(lens, vec![2, 2]);
         assert_eq!(runs(&[], |_| 1).count(), 0);
     }
@@ -340,10 +336,7 @@ mod tests {
         // The key must name the first operation.
         let other = record_key(RegionId(1), 2);
         let err = decode_record(&other, &v).unwrap_err();
-        assert!(
-            err.contains("where r1:2 belongs") || err.contains("1:2"),
-            "{err}"
-        );
+        assert!(err.contains("where r1:2 belongs") || err.contains("1:2"), "{err}");
         assert!(decode_record(&k[..9], &v).is_err());
         assert!(decode_record(&record_key(RegionId(1), 0), &v).is_err());
     }
@@ -367,10 +360,7 @@ mod tests {
         encode_op(&o, &mut v);
         let crc = crc32fast::hash(&v[4..]);
         v[..4].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            decode_record_v1(&record_key(RegionId(2), 4), &v).unwrap(),
-            o
-        );
+        assert_eq!(decode_record_v1(&record_key(RegionId(2), 4), &v).unwrap(), o);
         assert!(decode_record_v1(&record_key(RegionId(2), 5), &v).is_err());
         // A format-2 record is not mistaken for a format-1 one.
         let (k, v2) = encoded(&[o]);
