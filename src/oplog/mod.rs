@@ -2,8 +2,9 @@
 //! in RocksDB, keyed by (origin, sequence), each record checksummed.
 //!
 //! Layout (see `storage-format.md`, "Op log"): column family `log` maps
-//! `origin (u16 BE) ‖ seq (u64 BE)` to `crc32 (u32 LE) ‖ encoded operation`;
-//! column family `meta` holds the data directory's identity.
+//! `origin (u16 BE) ‖ first seq (u64 BE)` to a record of that origin's
+//! consecutive operations from there ([`record`]); column family `meta`
+//! holds the data directory's identity and format.
 
 pub mod commit;
 pub mod inspect;
