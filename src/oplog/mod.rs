@@ -374,7 +374,9 @@ impl OpLog {
         origin: RegionId,
         after: Seq,
     ) -> Result<impl Iterator<Item = Result<Operation, OpLogError>> + '_, OpLogError> {
-        Ok(self.origin_reader(origin, after)?.map(|r| r.map(|(op, _)| op)))
+        Ok(self
+            .origin_reader(origin, after)?
+            .map(|r| r.map(|(op, _)| op)))
     }
 
     fn origin_reader(&self, origin: RegionId, after: Seq) -> Result<OriginReader<'_>, OpLogError> {
@@ -416,7 +418,9 @@ impl OpLog {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.db_err(e))?;
-                Ok(parse_record_key(&k).filter(|(o, _)| *o == origin).map(|(_, s)| s))
+                Ok(parse_record_key(&k)
+                    .filter(|(o, _)| *o == origin)
+                    .map(|(_, s)| s))
             }
         }
     }
@@ -929,13 +933,26 @@ mod tests {
         log.append(&[op(1, 6), op(1, 7)], true).expect("append");
         // Reads start inside a record as well as at its start.
         for after in 0..=8 {
-            assert_eq!(read_all(&log, 1, after), (after + 1..=8).collect::<Vec<_>>());
+            assert_eq!(
+                read_all(&log, 1, after),
+                (after + 1..=8).collect::<Vec<_>>()
+            );
         }
-        let (got, bytes) = log.read_range(RegionId(1), 3, 7, 100, 1 << 20).expect("range");
-        assert_eq!(got.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        let (got, bytes) = log
+            .read_range(RegionId(1), 3, 7, 100, 1 << 20)
+            .expect("range");
+        assert_eq!(
+            got.iter().map(|o| o.seq).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7]
+        );
         let one = crate::crdt::codec::encode_op_to_vec(&op(1, 4)).len();
-        assert!(bytes >= 4 * one - 4 && bytes <= 4 * one + 4, "{bytes} vs {one}");
-        let (got, _) = log.read_range(RegionId(1), 0, 8, 3, 1 << 20).expect("range");
+        assert!(
+            bytes >= 4 * one - 4 && bytes <= 4 * one + 4,
+            "{bytes} vs {one}"
+        );
+        let (got, _) = log
+            .read_range(RegionId(1), 0, 8, 3, 1 << 20)
+            .expect("range");
         assert_eq!(got.len(), 3);
         let (got, _) = log.read_range(RegionId(1), 0, 8, 100, 1).expect("range");
         assert_eq!(got.len(), 1, "at least one operation whatever max_bytes");
@@ -1002,7 +1019,8 @@ mod tests {
         log.truncate_after(RegionId(1), 2).expect("truncate");
         assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
         assert_eq!(read_all(&log, 2, 0), vec![1, 2, 3]);
-        log.truncate_after(RegionId(1), 2).expect("again: nothing to cut");
+        log.truncate_after(RegionId(1), 2)
+            .expect("again: nothing to cut");
         assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
         log.truncate_after(RegionId(1), 0).expect("truncate");
         assert_eq!(read_all(&log, 1, 0), Vec::<Seq>::new());
