@@ -92,9 +92,9 @@ pub fn encode_records(ops: &[Operation], mut emit: impl FnMut(&[u8; 10], &[u8]))
     let mut last: Option<&Operation> = None;
     let mut count = 0usize;
     for op in ops {
-        let continues = last.is_some_and(|l| {
-            l.origin == op.origin && l.seq.checked_add(1) == Some(op.seq)
-        }) && count < MAX_RECORD_OPS
+        let continues = last
+            .is_some_and(|l| l.origin == op.origin && l.seq.checked_add(1) == Some(op.seq))
+            && count < MAX_RECORD_OPS
             && out.len() < MAX_RECORD_BYTES;
         if !continues {
             if let Some(h) = head {
@@ -195,8 +195,8 @@ pub fn decode_record_sized(key: &[u8], value: &[u8]) -> Result<Vec<(Operation, u
         let len_bytes = value
             .get(at..at + 4)
             .ok_or_else(|| format!("operation {expected}: record ends before its length"))?;
-        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
-            as usize;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         at += 4;
         let body = at
             .checked_add(len)
@@ -293,18 +293,24 @@ mod tests {
         ops.push(op(1, 5));
         let lens: Vec<_> = runs(&ops, |_| 10).map(|r| r.len()).collect();
         assert_eq!(lens, vec![3, 1, 1]);
-        let many: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 5)).map(|s| op(1, s)).collect();
+        let many: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 5))
+            .map(|s| op(1, s))
+            .collect();
         let lens: Vec<_> = runs(&many, |_| 10).map(|r| r.len()).collect();
         assert_eq!(lens, vec![MAX_RECORD_OPS, 5]);
         let big: Vec<_> = (1..=4).map(|s| op(1, s)).collect();
-        let lens: Vec<_> = runs(&big, |_| MAX_RECORD_BYTES / 2).map(|r| r.len()).collect();
+        let lens: Vec<_> = runs(&big, |_| MAX_RECORD_BYTES / 2)
+            .map(|r| r.len())
+            .collect();
         assert_eq!(lens, vec![2, 2]);
         assert_eq!(runs(&[], |_| 1).count(), 0);
     }
 
     #[test]
     fn encode_records_cuts_where_runs_do_and_encodes_the_same_bytes() {
-        let mut ops: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 2)).map(|s| op(1, s)).collect();
+        let mut ops: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 2))
+            .map(|s| op(1, s))
+            .collect();
         ops.push(op(2, 7));
         ops.push(op(2, 9));
         let mut got = Vec::new();
@@ -336,7 +342,10 @@ mod tests {
         // The key must name the first operation.
         let other = record_key(RegionId(1), 2);
         let err = decode_record(&other, &v).unwrap_err();
-        assert!(err.contains("where r1:2 belongs") || err.contains("1:2"), "{err}");
+        assert!(
+            err.contains("where r1:2 belongs") || err.contains("1:2"),
+            "{err}"
+        );
         assert!(decode_record(&k[..9], &v).is_err());
         assert!(decode_record(&record_key(RegionId(1), 0), &v).is_err());
     }
@@ -360,7 +369,10 @@ mod tests {
         encode_op(&o, &mut v);
         let crc = crc32fast::hash(&v[4..]);
         v[..4].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_record_v1(&record_key(RegionId(2), 4), &v).unwrap(), o);
+        assert_eq!(
+            decode_record_v1(&record_key(RegionId(2), 4), &v).unwrap(),
+            o
+        );
         assert!(decode_record_v1(&record_key(RegionId(2), 5), &v).is_err());
         // A format-2 record is not mistaken for a format-1 one.
         let (k, v2) = encoded(&[o]);
