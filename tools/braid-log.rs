@@ -1093,7 +1093,34 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     } else {
         log.delete_from(origin, &cut_key)?;
     }
-    let now = last_op(&log, origin)?;
+    // Check the cut: no record of the origin may still reach `cut_seq`
+    // (say, a record overlapping the one rewritten).
+    let mut now: Option<Seq> = None;
+    let mut left = None;
+    let mut records = log.raw_records(&prefix)?;
+    while let Some(item) = records.next_record() {
+        let (k, v) = item?;
+        if !of_origin(k) {
+            break;
+        }
+        let last = record_span(k, v)
+            .map(|(_, _, l)| l)
+            .or_else(|| parse_record_key(k).map(|(_, s)| s));
+        if let Some(l) = last {
+            now = Some(now.map_or(l, |n| n.max(l)));
+        }
+        if k >= cut_key.as_slice() || last.is_some_and(|l| l >= cut_seq) {
+            left.get_or_insert_with(|| key_hex(k));
+        }
+    }
+    drop(records);
+    if let Some(key) = left {
+        return Err(Fail::Msg(format!(
+            "repair incomplete: after the cut, the record with key {key} still holds \
+             operations of {origin} from seq {cut_seq} on (braid-log dump --origin {} --from {cut_seq} shows them)",
+            origin.0
+        )));
+    }
     println!(
         "repair: dropped {what}; {how}; {origin} now {}",
         now.map_or_else(
