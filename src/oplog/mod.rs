@@ -756,43 +756,43 @@ impl OpLog {
     }
 
     /// Deletes every operation of `origin` with a sequence above `seq`,
-    /// keeping `seq` and what precedes it (see [`OpLog::delete_from`]): a
-    /// record holding both sides is rewritten with its operations up to
-    /// `seq` (it must decode; otherwise cut at its first sequence instead).
+    /// keeping `seq` and what precedes it (see [`OpLog::delete_from`]), in
+    /// one synced write: a record holding both sides is rewritten with its
+    /// operations up to `seq` (it must decode). For `braid-log repair`.
     pub fn truncate_after(&self, origin: RegionId, seq: Seq) -> Result<(), OpLogError> {
         let Some(next) = seq.checked_add(1) else {
             return Ok(());
         };
         let cf = self.cf(CF_LOG)?;
-        let mut it = self.db.raw_iterator_cf(cf);
-        it.seek_for_prev(record_key(origin, seq));
-        let straddling = match (it.valid(), it.key(), it.value()) {
-            (true, Some(k), Some(v)) => match record_span(k, v) {
-                Some((o, first, last)) if o == origin && last > seq => {
-                    let ops = decode_record(k, v).map_err(|reason| OpLogError::Corrupt {
-                        path: self.path.clone(),
-                        origin,
-                        seq: first,
-                        key_hex: hex(k),
-                        reason,
-                    })?;
-                    Some(ops)
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        drop(it);
-        let Some(ops) = straddling else {
-            return self.delete_from(origin, &record_key(origin, next));
-        };
-        let Some(first) = ops.first().map(|op| op.seq) else {
-            return self.delete_from(origin, &record_key(origin, next));
-        };
-        // One write: a crash leaves the record either whole or cut.
         let mut batch = WriteBatch::default();
-        self.delete_from_in(&mut batch, origin, &record_key(origin, first))?;
-        let keep: Vec<Operation> = ops.into_iter().filter(|op| op.seq <= seq).collect();
+        // Every record starting at or before `seq` that reaches past it
+        // (normally only the last; runs written twice may overlap).
+        let mut keep: Vec<Operation> = Vec::new();
+        let mut records = self.raw_records(&record_key(origin, 0))?;
+        while let Some(item) = records.next_record() {
+            let (k, v) = item?;
+            match parse_record_key(k) {
+                Some((o, first)) if o == origin && first <= seq => {
+                    if record_span(k, v).is_some_and(|(_, _, last)| last > seq) {
+                        let ops = decode_record(k, v).map_err(|reason| OpLogError::Corrupt {
+                            path: self.path.clone(),
+                            origin,
+                            seq: first,
+                            key_hex: hex(k),
+                            reason,
+                        })?;
+                        batch.delete_cf(cf, k);
+                        keep.extend(ops.into_iter().filter(|op| op.seq <= seq));
+                    }
+                }
+                Some(_) => break,
+                None => {}
+            }
+        }
+        drop(records);
+        self.delete_from_in(&mut batch, origin, &record_key(origin, next))?;
+        keep.sort_by_key(|op| op.seq);
+        keep.dedup_by_key(|op| op.seq);
         record::encode_records(&keep, |k, v| batch.put_cf(cf, k, v));
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -1022,6 +1022,14 @@ mod tests {
         log.truncate_after(RegionId(1), 2)
             .expect("again: nothing to cut");
         assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
+        // Overlapping runs (one written twice) are both cut.
+        log.append(&(3..=8).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.append(&(5..=9).map(|s| op(1, s)).collect::<Vec<_>>(), true)
+            .expect("append");
+        log.truncate_after(RegionId(1), 6).expect("truncate");
+        assert_eq!(read_all(&log, 1, 0), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(log.last_seq(RegionId(1)).expect("last"), Some(6));
         log.truncate_after(RegionId(1), 0).expect("truncate");
         assert_eq!(read_all(&log, 1, 0), Vec::<Seq>::new());
         assert!(log
