@@ -923,19 +923,17 @@ fn write_big_log() {
     log.append(&batch, true).unwrap();
 }
 
-/// Ignored until `OpLog::truncate_after` cuts every record holding the
-/// cut, not only the last one starting before it: today the record 1..=6
-/// keeps 5..=6 and `repair` reports "repair incomplete" (exit 1).
 #[test]
-#[ignore = "OpLog::truncate_after leaves an earlier overlapping record reaching past the cut"]
 fn repair_inside_overlapping_records_leaves_nothing_from_the_cut() {
-    // r1 1..=6, then 3..=4 written again: `--from 5` must cut 1..=6 too.
+    // r1 1..=6, then 3..=6 and 4 written again: `--from 5` must cut the
+    // first two, though the last record starting before 5 (4) ends before.
     let tmp = tempfile::tempdir().unwrap();
     {
         let log = braid::oplog::OpLog::open(tmp.path(), RegionId(1), "one").unwrap();
         let ops: Vec<_> = (1..=6).map(|s| op_at(1, s, 0)).collect();
         log.append(&ops, true).unwrap();
-        log.append(&ops[2..4], true).unwrap();
+        log.append(&ops[2..6], true).unwrap();
+        log.append(&ops[3..4], true).unwrap();
     }
     let r = braid_log(tmp.path(), &["verify"]);
     assert_eq!(r.code, Some(0), "{}", r.stdout);
@@ -945,7 +943,10 @@ fn repair_inside_overlapping_records_leaves_nothing_from_the_cut() {
     );
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("dropped r1 seq 5..=6: 2 operations; the record of seq 1..=6 rewritten to keep seq 1..=4; r1 now ends at seq 4"),
+        r.stdout.contains(
+            "dropped r1 seq 5..=6: 2 operations; the record of seq 1..=6 rewritten to keep seq 1..=4, \
+             the record of seq 3..=6 rewritten to keep seq 3..=4; r1 now ends at seq 4"
+        ),
         "{}",
         r.stdout
     );

@@ -889,9 +889,9 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     let mut dropped_bad = 0u64;
     let mut deleted = 0u64;
     let mut deleted_bytes = 0u64;
-    // The record rewritten: its first and last sequence (it keeps
-    // first..cut_seq).
-    let mut rewritten: Option<(Seq, Seq)> = None;
+    // The records rewritten (several when runs overlap): their first and
+    // last sequence (each keeps first..cut_seq).
+    let mut rewritten: Vec<(Seq, Seq)> = Vec::new();
     let mut dropped_last = cut_seq;
     let mut lines = Vec::new();
     let mut once = OnceEach::default();
@@ -913,7 +913,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         match check_record(k, v) {
             Ok(ops) => {
                 if let (false, Some(a), Some(b)) = (whole, ops.first(), ops.last()) {
-                    rewritten = Some((a.seq, b.seq));
+                    rewritten.push((a.seq, b.seq));
                 }
                 for op in ops.iter().filter(|op| op.seq >= cut_seq) {
                     if !once.first_time(op) {
@@ -944,7 +944,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
     }
     drop(records);
 
-    if deleted == 0 && rewritten.is_none() {
+    if deleted == 0 && rewritten.is_empty() {
         println!(
             "{origin}: no operation at or after seq {cut_seq} (the log ends at seq {}): nothing to drop",
             st.last_seq.unwrap_or(0)
@@ -998,7 +998,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
         ));
     }
     let mut how = Vec::new();
-    if let Some((first, last)) = rewritten {
+    for (first, last) in &rewritten {
         how.push(format!(
             "the record of seq {first}..={last} rewritten to keep seq {first}..={keeps_to}"
         ));
@@ -1087,14 +1087,14 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
             return Ok(ExitCode::FAILURE);
         }
     }
-    if rewritten.is_some() {
+    if !rewritten.is_empty() {
         // Keeps the operations before `cut_seq` of the record holding it.
         log.truncate_after(origin, keeps_to)?;
     } else {
         log.delete_from(origin, &cut_key)?;
     }
     // Check the cut: no record of the origin may still reach `cut_seq`
-    // (say, a record overlapping the one rewritten).
+    // (a check of OpLog::truncate_after and delete_from).
     let mut now: Option<Seq> = None;
     let mut left = None;
     let mut records = log.raw_records(&prefix)?;
