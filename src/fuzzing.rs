@@ -23,7 +23,9 @@ use crate::config::Config;
 use crate::crdt::codec::{decode_op, encode_op_to_vec};
 use crate::crdt::snapshot as snap;
 use crate::crdt::{Operation, VersionVector};
-use crate::oplog::inspect::{check_record, format_json, format_text, Filter, LogScan};
+use crate::oplog::inspect::{
+    check_record, format_json, format_text, trusted_span, Filter, LogScan,
+};
 use crate::oplog::record::runs;
 use crate::oplog::{decode_record, encode_record, record_key, record_span};
 use crate::replication::message::{read_message, Message};
@@ -232,6 +234,8 @@ pub fn oplog_record(data: &[u8]) {
         value[..4].copy_from_slice(&crc.to_le_bytes());
     }
     let span = record_span(&key, &value);
+    let trusted = trusted_span(&key, &value);
+    assert!(trusted.is_none() || trusted == span, "trusted span");
     let _ = Filter::default().wants_record(&key, &value);
     let decoded = decode_record(&key, &value);
     let checked = check_record(&key, &value);
@@ -252,6 +256,7 @@ pub fn oplog_record(data: &[u8]) {
         _ => panic!("a good record holds no operation"),
     };
     assert_eq!(span, Some((first.origin, first.seq, last.seq)), "span");
+    assert_eq!(trusted, span, "a good record's span is trusted");
     assert_eq!(scan.ops, ops.len() as u64);
     let mut out = Vec::new();
     encode_record(&ops, &mut out);

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use braid::crdt::{RegionId, Seq, VersionVector};
 use braid::oplog::inspect::{
     self, check_record, format_json, format_text, human_bytes, list_snapshot_files,
-    read_snapshot_header, scan_start, Dependents, Filter, LogScan, OnceEach, SnapshotCheckError,
-    SnapshotFile,
+    read_snapshot_header, scan_start, trusted_span, Dependents, Filter, LogScan, OnceEach,
+    SnapshotCheckError, SnapshotFile,
 };
 use braid::oplog::{key_hex, parse_record_key, record_key, record_span, OpLog, OpLogError};
 use clap::{Args, Parser, Subcommand};
@@ -593,8 +593,9 @@ fn dump(data_dir: &Path, ui: Ui, args: &DumpArgs) -> Outcome {
     };
     let mut progress = Progress::new(ui.bar(expected, PROGRESS_MIN_OPS, "dumping", false));
     // With --from, the record holding that sequence may start well before
-    // it: scan the origin from its start and skip, by their headers, the
-    // records that end before it (correct whatever the records' length).
+    // it: scan the origin from its start and skip, by their CRC-checked
+    // headers, the records that end before it (correct whatever the
+    // records' length).
     let prefix = filter.origin.map(origin_prefix);
     let start = prefix.map_or_else(Vec::new, |p| p.to_vec());
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -907,7 +908,7 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
             break;
         }
         let whole = k >= cut_key.as_slice();
-        if !whole && record_span(k, v).is_none_or(|(_, _, last)| last < cut_seq) {
+        if !whole && trusted_span(k, v).is_none_or(|(_, _, last)| last < cut_seq) {
             continue;
         }
         match check_record(k, v) {
@@ -1132,7 +1133,8 @@ fn repair(data_dir: &Path, ui: Ui, args: &RepairArgs) -> Outcome {
 }
 
 /// The last operation of `origin` in the log: the highest that a record's
-/// header claims among the records that may reach past the last one's start
+/// checked header names among the records that may reach past the last
+/// one's start
 /// (a run written twice makes records overlap, so the last record does not
 /// always hold the last operation).
 fn last_op(log: &OpLog, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
@@ -1146,7 +1148,7 @@ fn last_op(log: &OpLog, origin: RegionId) -> Result<Option<Seq>, OpLogError> {
         if k.get(..2) != Some(&origin.0.to_be_bytes()[..]) {
             break;
         }
-        if let Some((_, _, l)) = record_span(k, v) {
+        if let Some((_, _, l)) = trusted_span(k, v) {
             max = max.max(l);
         }
     }
@@ -1216,7 +1218,8 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
                 None => 0,
             };
             // The record holding `from` may start before it: start early
-            // enough, and skip what ends before it by the records' headers.
+            // enough, and skip what ends before it by the records'
+            // CRC-checked headers.
             let mut records = log.raw_records(&scan_start(origin, from))?;
             while let Some(item) = records.next_record() {
                 let (k, v) = item?;
@@ -1229,7 +1232,7 @@ fn tail(data_dir: &Path, ui: Ui, args: &TailArgs) -> Outcome {
                 if o != origin {
                     break;
                 }
-                if record_span(k, v).is_some_and(|(_, _, last)| last < from) {
+                if trusted_span(k, v).is_some_and(|(_, _, last)| last < from) {
                     continue;
                 }
                 // Each operation once, even from overlapping records (a run

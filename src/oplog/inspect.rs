@@ -237,6 +237,18 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<Vec<Operation>, BadRecor
     decode_record(key, value).map_err(|reason| bad_record(key, value, reason))
 }
 
+/// A record's origin, first and last sequence from its key and count
+/// ([`record_span`]) when its CRC matches, so that a scan may skip it
+/// without decoding its operations; `None` when the CRC fails or the
+/// header does not read (a bad record: what it holds is not known).
+pub fn trusted_span(key: &[u8], value: &[u8]) -> Option<(RegionId, Seq, Seq)> {
+    let stored = u32::from_le_bytes(value.get(..4)?.try_into().ok()?);
+    if crc32fast::hash(value.get(4..)?) != stored {
+        return None;
+    }
+    record_span(key, value)
+}
+
 /// Passes each operation of a scan in key order once: a run written twice
 /// makes records that overlap, and readers of the log (replay, replication)
 /// take each operation once, from the first record holding it.
@@ -484,16 +496,21 @@ impl Filter {
             && self.to.is_none_or(|t| first <= t)
     }
 
-    /// Whether a raw record may hold a match: `false` only when its key and
-    /// header (unchecked, [`record_span`]) put it all outside the origin and
-    /// sequence bounds. A record whose span is unreadable may (it is bad,
-    /// and worth reporting), unless its key names another origin.
+    /// Whether a raw record may hold a match: `false` only when its span
+    /// ([`trusted_span`]: key and count, CRC checked, operations not
+    /// decoded) is all outside the origin and sequence bounds, or its key
+    /// alone puts it there (another origin, or a first sequence above
+    /// `to`). A record whose CRC fails may hold anything from its key's
+    /// sequence on: it is bad, and worth reporting.
     pub fn wants_record(&self, key: &[u8], value: &[u8]) -> bool {
-        match record_span(key, value) {
+        match trusted_span(key, value) {
             Some((o, first, last)) => self.wants_span(o, first, last),
-            None => match (self.origin, key_origin(key)) {
-                (Some(want), Some(o)) => want == o,
-                _ => true,
+            None => match parse_record_key(key) {
+                Some((o, first)) => self.wants_span(o, first, Seq::MAX),
+                None => match (self.origin, key_origin(key)) {
+                    (Some(want), Some(o)) => want == o,
+                    _ => true,
+                },
             },
         }
     }
@@ -1246,8 +1263,18 @@ mod tests {
         assert!(f.wants_record(&k, &v));
         let (k, v) = run(1, 1..=9, 1);
         assert!(!f.wants_record(&k, &v));
+        // A failed CRC: the header is not trusted, the key is.
+        let (k, mut v) = run(1, 1..=9, 1);
+        v[5] ^= 1;
+        assert_eq!(trusted_span(&k, &v), None);
+        assert!(f.wants_record(&k, &v));
+        let (k, mut v) = run(1, 21..=22, 1);
+        assert_eq!(trusted_span(&k, &v), Some((RegionId(1), 21, 22)));
+        v[5] ^= 1;
+        assert!(!f.wants_record(&k, &v));
         // Unreadable spans: wanted unless of another origin.
         assert!(f.wants_record(&record_key(RegionId(1), 1), &[1, 2]));
+        assert!(!f.wants_record(&record_key(RegionId(2), 1), &[1, 2]));
         assert!(f.wants_record(&[0, 1, 7], &[]));
         assert!(!f.wants_record(&[0, 2, 7], &[]));
         assert!(f.wants_record(&[0], &[]));
