@@ -772,19 +772,22 @@ impl OpLog {
         while let Some(item) = records.next_record() {
             let (k, v) = item?;
             match parse_record_key(k) {
-                Some((o, first)) if o == origin && first <= seq => {
-                    if record_span(k, v).is_some_and(|(_, _, last)| last > seq) {
-                        let ops = decode_record(k, v).map_err(|reason| OpLogError::Corrupt {
-                            path: self.path.clone(),
-                            origin,
-                            seq: first,
-                            key_hex: hex(k),
-                            reason,
-                        })?;
-                        batch.delete_cf(cf, k);
-                        keep.extend(ops.into_iter().filter(|op| op.seq <= seq));
-                    }
+                Some((o, first))
+                    if o == origin
+                        && first <= seq
+                        && record_span(k, v).is_some_and(|(_, _, last)| last > seq) =>
+                {
+                    let ops = decode_record(k, v).map_err(|reason| OpLogError::Corrupt {
+                        path: self.path.clone(),
+                        origin,
+                        seq: first,
+                        key_hex: hex(k),
+                        reason,
+                    })?;
+                    batch.delete_cf(cf, k);
+                    keep.extend(ops.into_iter().filter(|op| op.seq <= seq));
                 }
+                Some((o, first)) if o == origin && first <= seq => {}
                 Some(_) => break,
                 None => {}
             }
