@@ -22,8 +22,6 @@ need redis-server redis-benchmark redis-cli
 build_braid
 setup_work
 
-wait_up() { for _ in $(seq 1 300); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
-
 RP=$(port); mkdir -p "$WORK/redis"
 redis-server --port "$RP" --dir "$WORK/redis" --save '' --appendonly yes --appendfsync everysec >"$WORK/redis.log" 2>&1 &
 RPID=$!; PIDS+=("$RPID"); wait_up "$RP"

@@ -26,7 +26,6 @@ need redis-server redis-benchmark redis-cli
 build_braid
 setup_work
 
-wait_up() { for _ in $(seq 1 300); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
 
 start_redis() { # name, extra args…
   local name=$1; shift; local p; p=$(port); mkdir -p "$WORK/$name"

@@ -870,28 +870,8 @@ impl Iterator for OriginReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::record::test_op as op;
     use super::*;
-    use crate::crdt::{Body, Effect, Hlc, KeyWrite, TtlChange};
-
-    fn op(origin: u16, seq: Seq) -> Operation {
-        let mut deps = VersionVector::new();
-        deps.set(RegionId(origin), seq - 1);
-        Operation {
-            origin: RegionId(origin),
-            seq,
-            hlc: Hlc::new(1_000 + seq, 0),
-            deps,
-            txn_rest: 0,
-            body: Body::Key(KeyWrite {
-                key: format!("k{seq}").into(),
-                fresh: false,
-                effect: Effect::StrSet {
-                    value: "v".into(),
-                    ttl: TtlChange::Persist,
-                },
-            }),
-        }
-    }
 
     fn keys(log: &OpLog, from: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -909,8 +889,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_group_commit_is_one_record_per_origin_run() {
+    /// A log holding operations 1..=6 of r1 and 1..=3 of r2, appended as one
+    /// group commit.
+    fn two_origins() -> (tempfile::TempDir, OpLog) {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
         let ops: Vec<_> = (1..=6)
@@ -918,6 +899,12 @@ mod tests {
             .chain((1..=3).map(|s| op(2, s)))
             .collect();
         log.append(&ops, true).expect("append");
+        (dir, log)
+    }
+
+    #[test]
+    fn a_group_commit_is_one_record_per_origin_run() {
+        let (_dir, log) = two_origins();
         log.append(&[op(1, 7), op(1, 8)], true).expect("append");
         assert_eq!(
             keys(&log, &[]),
@@ -1012,13 +999,7 @@ mod tests {
 
     #[test]
     fn truncate_after_cuts_inside_a_record() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = OpLog::open(dir.path(), RegionId(1), "a").expect("opens");
-        let ops: Vec<_> = (1..=6)
-            .map(|s| op(1, s))
-            .chain((1..=3).map(|s| op(2, s)))
-            .collect();
-        log.append(&ops, true).expect("append");
+        let (_dir, log) = two_origins();
         log.truncate_after(RegionId(1), 2).expect("truncate");
         assert_eq!(read_all(&log, 1, 0), vec![1, 2]);
         assert_eq!(read_all(&log, 2, 0), vec![1, 2, 3]);

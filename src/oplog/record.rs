@@ -167,13 +167,7 @@ pub fn decode_record_sized(key: &[u8], value: &[u8]) -> Result<Vec<(Operation, u
             value.len()
         ));
     }
-    let stored = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
-    let actual = crc32fast::hash(&value[4..]);
-    if stored != actual {
-        return Err(format!(
-            "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
-        ));
-    }
+    check_crc(value)?;
     let count = u32::from_le_bytes([value[4], value[5], value[6], value[7]]) as usize;
     if count == 0 {
         return Err("record holds 0 operations".into());
@@ -226,6 +220,19 @@ pub fn decode_record_sized(key: &[u8], value: &[u8]) -> Result<Vec<(Operation, u
     Ok(ops)
 }
 
+/// Checks the CRC32 in bytes 0..4 against bytes 4.. (both formats; the
+/// caller has checked that there are 4 bytes).
+fn check_crc(value: &[u8]) -> Result<(), String> {
+    let stored = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+    let actual = crc32fast::hash(&value[4..]);
+    if stored != actual {
+        return Err(format!(
+            "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes a format-1 record (one operation, `CRC32 ‖ operation`), as logs
 /// written before format 2 hold them: only [`super::OpLog`]'s upgrade reads
 /// these.
@@ -237,13 +244,7 @@ pub fn decode_record_v1(key: &[u8], value: &[u8]) -> Result<Operation, String> {
             value.len()
         ));
     }
-    let stored = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
-    let actual = crc32fast::hash(&value[4..]);
-    if stored != actual {
-        return Err(format!(
-            "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
-        ));
-    }
+    check_crc(value)?;
     let op = decode_op(&value[4..]).map_err(|e| e.to_string())?;
     if op.origin != origin || op.seq != seq {
         return Err(format!(
@@ -254,23 +255,34 @@ pub fn decode_record_v1(key: &[u8], value: &[u8]) -> Result<Operation, String> {
     Ok(op)
 }
 
+/// A string write of `k<seq>`, operation `seq` of `origin`: what the op-log
+/// tests store.
+#[cfg(test)]
+pub(crate) fn test_op(origin: u16, seq: Seq) -> Operation {
+    use crate::crdt::{Body, Effect, Hlc, KeyWrite, TtlChange, VersionVector};
+    let mut deps = VersionVector::new();
+    deps.set(RegionId(origin), seq - 1);
+    Operation {
+        origin: RegionId(origin),
+        seq,
+        hlc: Hlc::new(1_000 + seq, 0),
+        deps,
+        txn_rest: 0,
+        body: Body::Key(KeyWrite {
+            key: format!("k{seq}").into(),
+            fresh: false,
+            effect: Effect::StrSet {
+                value: "v".into(),
+                ttl: TtlChange::Persist,
+            },
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::{Body, Hlc, VersionVector};
-
-    fn op(origin: u16, seq: Seq) -> Operation {
-        let mut deps = VersionVector::new();
-        deps.set(RegionId(origin), seq - 1);
-        Operation {
-            origin: RegionId(origin),
-            seq,
-            hlc: Hlc(seq * 7),
-            deps,
-            txn_rest: 0,
-            body: Body::FlushAll,
-        }
-    }
+    use test_op as op;
 
     fn encoded(ops: &[Operation]) -> (Vec<u8>, Vec<u8>) {
         let mut v = Vec::new();
