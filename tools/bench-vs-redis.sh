@@ -27,23 +27,25 @@ build_braid
 setup_work
 
 
+# Each sets PORT[name] and records its process (not run in $(…): a
+# subshell's PIDS would not reach the cleanup).
+declare -A PORT
 start_redis() { # name, extra args…
   local name=$1; shift; local p; p=$(port); mkdir -p "$WORK/$name"
   redis-server --port "$p" --dir "$WORK/$name" --save '' "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!); wait_up "$p"; echo "$p"
+  PIDS+=($!); wait_up "$p"; PORT[$name]=$p
 }
 start_braid() { # name, fsync
   local name=$1; local p; p=$(port)
   RUST_LOG=warn "$BIN" --port "$p" --data-dir "$WORK/$name" --fsync "$2" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!); wait_up "$p"; echo "$p"
+  PIDS+=($!); wait_up "$p"; PORT[$name]=$p
 }
 
-declare -A PORT
-PORT[redis_always]=$(start_redis redis_always --appendonly yes --appendfsync always)
-PORT[redis_everysec]=$(start_redis redis_everysec --appendonly yes --appendfsync everysec)
-PORT[redis_none]=$(start_redis redis_none --appendonly no)
-PORT[braid_always]=$(start_braid braid_always always)
-PORT[braid_everysec]=$(start_braid braid_everysec everysec)
+start_redis redis_always --appendonly yes --appendfsync always
+start_redis redis_everysec --appendonly yes --appendfsync everysec
+start_redis redis_none --appendonly no
+start_braid braid_always always
+start_braid braid_everysec everysec
 
 declare -A RPS P50 P99
 for round in $(seq 1 "$ROUNDS"); do

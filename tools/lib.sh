@@ -26,6 +26,9 @@ setup_work() {
 }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # A server started inside $(…) is not in PIDS (a subshell's copy); a
+  # braid-server names its data dir under WORK.
+  pkill -f -- "--data-dir $WORK/" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
