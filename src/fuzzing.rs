@@ -26,7 +26,6 @@ use crate::crdt::{Operation, VersionVector};
 use crate::oplog::inspect::{
     check_record, format_json, format_text, trusted_span, Filter, LogScan,
 };
-use crate::oplog::record::runs;
 use crate::oplog::{decode_record, encode_record, record_key, record_span};
 use crate::replication::message::{read_message, Message};
 use crate::replication::segment::{
@@ -773,9 +772,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     // Records of several operations: each origin's operations in order.
     let mut by_origin = ops.clone();
     by_origin.sort_by_key(|op| (op.origin, op.seq));
-    for run in runs(&by_origin, |_| 1) {
-        out.push(record_seed(run));
-    }
+    crate::oplog::record::encode_records(&by_origin, |k, v| {
+        let mut r = vec![7u8];
+        r.extend_from_slice(k);
+        r.extend_from_slice(v);
+        out.push(("oplog_record", r));
+    });
     for compression in [Compression::Raw, Compression::Lz4] {
         let (seg, _) = encode_segment(&ops, compression);
         let mut s = vec![1u8];

@@ -275,7 +275,7 @@ impl OnceEach {
 /// `seq` of `origin` or later: the key of `seq - (MAX_RECORD_OPS - 1)`, as a
 /// record starting before that would hold more than [`MAX_RECORD_OPS`]
 /// operations, which no writer makes (records are cut by
-/// [`super::record::runs`]). The scan then skips the records that end before
+/// [`super::record::encode_records`]). The scan then skips the records that end before
 /// `seq` (their span, [`record_span`], tells without decoding).
 pub fn scan_start(origin: RegionId, seq: Seq) -> [u8; 10] {
     record_key(origin, seq.saturating_sub(MAX_RECORD_OPS as Seq - 1))

@@ -12,9 +12,9 @@
 use crate::crdt::codec::{decode_op, encode_op};
 use crate::crdt::{Operation, RegionId, Seq};
 
-/// Most operations [`runs`] puts in one record.
+/// Most operations [`encode_records`] puts in one record.
 pub const MAX_RECORD_OPS: usize = 1024;
-/// Encoded bytes beyond which [`runs`] starts a new record (one larger
+/// Encoded bytes beyond which [`encode_records`] starts a new record (one larger
 /// operation still makes a record of its own).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
@@ -40,38 +40,8 @@ pub fn parse_record_key(k: &[u8]) -> Option<(RegionId, Seq)> {
     Some((RegionId(origin), seq))
 }
 
-/// Splits operations, in the order written, into the runs that become
-/// records: same origin, consecutive sequences, at most [`MAX_RECORD_OPS`]
-/// and about [`MAX_RECORD_BYTES`] (estimated from `size`).
-pub fn runs<'a>(
-    ops: &'a [Operation],
-    mut size: impl FnMut(&Operation) -> usize + 'a,
-) -> impl Iterator<Item = &'a [Operation]> + 'a {
-    let mut rest = ops;
-    std::iter::from_fn(move || {
-        let first = rest.first()?;
-        let mut n = 1;
-        let mut bytes = size(first);
-        while let Some(next) = rest.get(n) {
-            let prev = &rest[n - 1];
-            if n >= MAX_RECORD_OPS
-                || bytes >= MAX_RECORD_BYTES
-                || next.origin != first.origin
-                || Some(next.seq) != prev.seq.checked_add(1)
-            {
-                break;
-            }
-            bytes += size(next);
-            n += 1;
-        }
-        let (run, tail) = rest.split_at(n);
-        rest = tail;
-        Some(run)
-    })
-}
-
 /// Encodes a record of `ops` (one origin, consecutive sequences, at least
-/// one: what [`runs`] yields) into `out`, replacing its contents. Its key is
+/// one) into `out`, replacing its contents. Its key is
 /// `record_key(ops[0].origin, ops[0].seq)`.
 pub fn encode_record(ops: &[Operation], out: &mut Vec<u8>) {
     debug_assert!(!ops.is_empty(), "a record holds at least one operation");
@@ -298,41 +268,60 @@ mod tests {
         assert_eq!(record_span(&k, &v), Some((RegionId(3), 5, 9)));
     }
 
-    #[test]
-    fn runs_split_on_origin_gaps_and_size() {
-        let mut ops: Vec<_> = (1..=3).map(|s| op(1, s)).collect();
-        ops.push(op(2, 1));
-        ops.push(op(1, 5));
-        let lens: Vec<_> = runs(&ops, |_| 10).map(|r| r.len()).collect();
-        assert_eq!(lens, vec![3, 1, 1]);
-        let many: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 5))
-            .map(|s| op(1, s))
-            .collect();
-        let lens: Vec<_> = runs(&many, |_| 10).map(|r| r.len()).collect();
-        assert_eq!(lens, vec![MAX_RECORD_OPS, 5]);
-        let big: Vec<_> = (1..=4).map(|s| op(1, s)).collect();
-        let lens: Vec<_> = runs(&big, |_| MAX_RECORD_BYTES / 2)
-            .map(|r| r.len())
-            .collect();
-        assert_eq!(lens, vec![2, 2]);
-        assert_eq!(runs(&[], |_| 1).count(), 0);
+    /// The spans `encode_records` writes for `ops`, after checking that
+    /// each record decodes to the operations it was cut from.
+    fn spans(ops: &[Operation]) -> Vec<(RegionId, Seq, Seq)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        encode_records(ops, |k, v| {
+            let (origin, first, last) = record_span(k, v).expect("header");
+            let n = (last - first + 1) as usize;
+            assert_eq!(decode_record(k, v).expect("decodes"), ops[at..at + n]);
+            at += n;
+            out.push((origin, first, last));
+        });
+        assert_eq!(at, ops.len(), "every operation in a record");
+        out
     }
 
     #[test]
-    fn encode_records_cuts_where_runs_do_and_encodes_the_same_bytes() {
-        let mut ops: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 2))
+    fn records_are_cut_on_origin_gaps_count_and_size() {
+        let mut ops: Vec<_> = (1..=3).map(|s| op(1, s)).collect();
+        ops.push(op(2, 1));
+        ops.push(op(1, 5));
+        let r1 = RegionId(1);
+        assert_eq!(
+            spans(&ops),
+            vec![(r1, 1, 3), (RegionId(2), 1, 1), (r1, 5, 5)]
+        );
+        let many: Vec<_> = (1..=(MAX_RECORD_OPS as u64 + 5))
             .map(|s| op(1, s))
             .collect();
-        ops.push(op(2, 7));
-        ops.push(op(2, 9));
+        let last = MAX_RECORD_OPS as u64;
+        assert_eq!(spans(&many), vec![(r1, 1, last), (r1, last + 1, last + 5)]);
+        // Operations of half the byte limit: two fill a record.
+        let big: Vec<_> = (1..=4)
+            .map(|s| {
+                let mut o = op(1, s);
+                if let crate::crdt::Body::Key(w) = &mut o.body {
+                    w.effect = crate::crdt::Effect::StrSet {
+                        value: vec![b'x'; MAX_RECORD_BYTES / 2].into(),
+                        ttl: crate::crdt::TtlChange::Persist,
+                    };
+                }
+                o
+            })
+            .collect();
+        assert_eq!(spans(&big), vec![(r1, 1, 2), (r1, 3, 4)]);
+        assert_eq!(spans(&[]), Vec::new());
+    }
+
+    #[test]
+    fn encode_records_writes_what_encode_record_does() {
+        let ops: Vec<_> = (1..=3).map(|s| op(1, s)).collect();
         let mut got = Vec::new();
         encode_records(&ops, |k, v| got.push((k.to_vec(), v.to_vec())));
-        let expected: Vec<_> = runs(&ops, |_| 1).map(encoded).collect();
-        assert_eq!(got, expected);
-        assert_eq!(got.len(), 4);
-        let mut none = 0;
-        encode_records(&[], |_, _| none += 1);
-        assert_eq!(none, 0);
+        assert_eq!(got, vec![encoded(&ops)]);
     }
 
     #[test]
