@@ -87,6 +87,24 @@ fn assert_same_conflicts(nodes: &[Node]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A step of a three-region history, folded onto one region.
+fn on_one(s: &Step) -> Step {
+    match s.clone() {
+        Step::Write { key, intent, .. } => Step::Write { r: 0, key, intent },
+        Step::Flush { .. } => Step::Flush { r: 0 },
+        Step::Sync { .. } => Step::Sync { from: 0, to: 0 },
+        Step::Collect { .. } => Step::Collect { from: 0, to: 0 },
+        Step::Tick(ms) => Step::Tick(ms),
+    }
+}
+
+/// The snapshot bytes of a state: equal states give equal bytes.
+fn snapshot_bytes(state: &braid::crdt::State) -> Vec<u8> {
+    let mut out = Vec::new();
+    braid::crdt::snapshot::encode(&state.freeze(), &mut out).expect("encode to memory");
+    out
+}
+
 /// A step of a three-region history, folded onto two regions.
 fn on_two(s: &Step) -> Step {
     match s.clone() {
@@ -191,6 +209,33 @@ proptest! {
         assert_same(&nodes)?;
         prop_assert_eq!(dump(&nodes[0].replica.state), before);
         prop_assert_eq!(nodes[0].replica.state.digest(), digest);
+    }
+
+    /// A region without peers collects each key as it writes it and skips
+    /// tracking keys left with nothing to collect (`State::set_alone`): it
+    /// must end, once collected, byte for byte where a region that only
+    /// collects later ends.
+    #[test]
+    fn collecting_while_writing_alone_ends_where_collecting_later_does(
+        steps in prop::collection::vec(step(), 1..100),
+    ) {
+        let steps: Vec<Step> = steps.iter().map(on_one).collect();
+        let mut eager = vec![Node::new(1, &[1])];
+        eager[0].replica.state.set_alone(true);
+        let mut lazy = vec![Node::new(1, &[1])];
+        run_on(&mut eager, &steps, T0);
+        run_on(&mut lazy, &steps, T0);
+        // Before the final collection, the eager region holds no more.
+        prop_assert!(eager[0].replica.state.metadata_len() <= lazy[0].replica.state.metadata_len());
+        eager[0].collect();
+        lazy[0].collect();
+        prop_assert_eq!(dump(&eager[0].replica.state), dump(&lazy[0].replica.state));
+        prop_assert_eq!(eager[0].replica.state.digest(), lazy[0].replica.state.digest());
+        prop_assert_eq!(
+            eager[0].replica.state.metadata_len(),
+            lazy[0].replica.state.metadata_len()
+        );
+        prop_assert!(snapshot_bytes(&eager[0].replica.state) == snapshot_bytes(&lazy[0].replica.state));
     }
 
     /// merge(a, b) == merge(b, a); merge(merge(a, b), c) == merge(a, merge(b, c));

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::args::{self, at, is, syntax_error};
 use super::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
-use crate::crdt::number::parse_f64;
+use crate::crdt::number::{parse_f64, parse_i64};
 use crate::crdt::{Content, Intent, TtlChange, WriteError};
 use crate::resp::Frame;
 
@@ -376,14 +376,14 @@ fn incr_by(ctx: &mut Ctx, a: &[Bytes], by: i64) -> Frame {
     if let Err(e) = ctx.write(at(a, 1), Intent::IncrBy(by)) {
         return e;
     }
-    match read_string(ctx, &a[1]) {
-        Ok(Some(v)) => match args::int(&v) {
-            Ok(n) => Frame::Integer(n),
+    match ctx.ks.get(&a[1], ctx.now_ms) {
+        None => Frame::Integer(0),
+        Some(Content::String(s)) => s.with_value(|v| match parse_i64(v) {
+            Some(n) => Frame::Integer(n),
             // A merged sum beyond 64 bits is shown as the exact decimal.
-            Err(_) => Frame::Bulk(v),
-        },
-        Ok(None) => Frame::Integer(0),
-        Err(e) => e,
+            None => Frame::Bulk(Bytes::copy_from_slice(v)),
+        }),
+        Some(_) => write_error(WriteError::WrongType),
     }
 }
 

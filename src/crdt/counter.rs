@@ -154,24 +154,35 @@ impl<B: Clone> Counter<B> {
     /// losing bases go, uncovered increments fold into one sum. The visible
     /// value and the maximum stamp do not change.
     pub fn collect(&mut self, stable: &VersionVector) {
-        let winner_tag = self.winner().map(|w| w.tag);
-        let winner = self.winner().cloned();
-        let mut kept = Vec::with_capacity(self.incs.len());
-        for inc in self.incs.drain(..) {
-            if !stable.contains(inc.tag.dot) {
-                kept.push(inc);
-            } else if !winner.as_ref().is_some_and(|w| w.covers(&inc)) {
-                let f = self.folded.get_or_insert_with(|| {
-                    Box::new(Folded {
-                        sum: Sum::default(),
-                        stamp: inc.tag.stamp(),
-                    })
-                });
-                f.sum.add(&inc.delta);
-                f.stamp = f.stamp.max(inc.tag.stamp());
-            }
+        // Index, not a clone of the winner: a region without peers collects
+        // on every write (see `State::set_alone`).
+        let winner = self
+            .bases
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, b)| b.tag.stamp())
+            .map(|(i, _)| i);
+        if !self.incs.is_empty() {
+            let covers = winner.and_then(|i| self.bases[i].covers.as_deref());
+            let folded = &mut self.folded;
+            self.incs.retain(|inc| {
+                if !stable.contains(inc.tag.dot) {
+                    return true;
+                }
+                if !covers.is_some_and(|c| c.contains(inc.tag.dot)) {
+                    let f = folded.get_or_insert_with(|| {
+                        Box::new(Folded {
+                            sum: Sum::default(),
+                            stamp: inc.tag.stamp(),
+                        })
+                    });
+                    f.sum.add(&inc.delta);
+                    f.stamp = f.stamp.max(inc.tag.stamp());
+                }
+                false
+            });
         }
-        self.incs = kept;
+        let winner_tag = winner.map(|i| self.bases[i].tag);
         self.bases
             .retain(|b| Some(b.tag) == winner_tag || !stable.contains(b.tag.dot));
         if self.incs.is_empty() {
@@ -180,6 +191,14 @@ impl<B: Clone> Counter<B> {
             }
         }
         debug_assert_eq!(self.unseen.as_deref(), self.sum_unseen().as_ref());
+    }
+
+    /// Whether [`collect`](Self::collect) would change nothing at any
+    /// frontier: one base at most, covering nothing, and no increment.
+    pub fn settled(&self) -> bool {
+        self.bases.len() <= 1
+            && self.incs.is_empty()
+            && self.bases.iter().all(|b| b.covers.is_none())
     }
 
     /// Number of metadata items held (bases, increments, folded sum).

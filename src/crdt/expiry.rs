@@ -87,6 +87,16 @@ impl ExpiryRegister {
         }
     }
 
+    /// Whether [`collect`](Self::collect) would change nothing at any
+    /// frontier: no entry, or a lone deadline (a lone PERSIST is dropped).
+    pub fn settled(&self) -> bool {
+        match self.entries.as_slice() {
+            [] => true,
+            [(_, at)] => at.is_some(),
+            _ => false,
+        }
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.entries.len()

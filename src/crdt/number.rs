@@ -340,17 +340,24 @@ fn int_bytes(n: i128) -> Vec<u8> {
     itoa::Buffer::new().format(n).as_bytes().to_vec()
 }
 
+/// The integer a base plus integer increments add up to, when both are
+/// integers: what [`add_to_base`] shows then, without formatting it.
+pub fn int_total(base: Option<&[u8]>, sum: &Sum) -> Option<i128> {
+    if sum.is_fractional() {
+        return None;
+    }
+    let b = parse_i64(base.unwrap_or(b"0"))?;
+    Some(i128::from(b).saturating_add(sum.int()))
+}
+
 /// What a string (or hash field) holds once unseen increments are added to its
 /// base: the bytes to show, and whether increments had to be dropped because
 /// the base is not a number.
 pub fn add_to_base(base: Option<&[u8]>, sum: &Sum) -> (Vec<u8>, bool) {
-    let base_bytes = base.unwrap_or(b"0");
-    if !sum.is_fractional() {
-        if let Some(b) = parse_i64(base_bytes) {
-            let total = i128::from(b).saturating_add(sum.int());
-            return (int_bytes(total), false);
-        }
+    if let Some(total) = int_total(base, sum) {
+        return (int_bytes(total), false);
     }
+    let base_bytes = base.unwrap_or(b"0");
     match Decimal::parse(base_bytes) {
         Some(b) => (b.add(&sum.total()).to_redis_string().into_bytes(), false),
         None => (base_bytes.to_vec(), true),

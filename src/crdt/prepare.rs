@@ -269,10 +269,11 @@ impl State {
                 }
             }
             Intent::IncrBy(d) => {
-                let cur = match &string() {
-                    None => 0,
-                    Some(s) => parse_i64(s).ok_or(WriteError::NotInteger)?,
-                };
+                let cur = match live {
+                    Some(Content::String(s)) => s.with_value(parse_i64),
+                    _ => Some(0),
+                }
+                .ok_or(WriteError::NotInteger)?;
                 cur.checked_add(d).ok_or(WriteError::Overflow)?;
                 Effect::StrIncr(Delta::Int(d))
             }

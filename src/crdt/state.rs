@@ -109,6 +109,9 @@ pub struct State {
     /// Whether the last applied key write changed its key's deadline (the
     /// keyspace's expiry index needs no update otherwise).
     deadline_moved: bool,
+    /// Whether every operation is stable once applied (see
+    /// [`State::set_alone`]).
+    alone: bool,
 }
 
 /// Default most conflict-detection traces a state holds (about 150 bytes
@@ -149,6 +152,7 @@ impl Default for State {
             untraced: 0,
             tracing: true,
             deadline_moved: false,
+            alone: false,
         }
     }
 }
@@ -360,6 +364,21 @@ impl State {
         self.tracing = on;
     }
 
+    /// Declares that no other region takes part: every operation is stable
+    /// as soon as it is applied, which is what a collection would find with
+    /// the region as its only member. Each write then collects its key's
+    /// strings and expiry at once, and a key left with nothing to collect is
+    /// not tracked for the next collection: that tracking is a lookup in
+    /// another large map on every write.
+    pub fn set_alone(&mut self, alone: bool) {
+        self.alone = alone;
+    }
+
+    /// Whether the region has no peers (see [`set_alone`](Self::set_alone)).
+    pub fn alone(&self) -> bool {
+        self.alone
+    }
+
     /// Whether new operations are traced (see [`set_tracing`](Self::set_tracing)).
     pub fn tracing(&self) -> bool {
         self.tracing
@@ -508,6 +527,12 @@ impl State {
         let old_hash = entry.hash;
         let old_deadline = entry.deadline();
         f(entry, &op.deps, op);
+        let settled = self.alone && {
+            let mut stable = self.vv.clone();
+            stable.raise(op.origin, op.seq);
+            entry.collect_small(&stable);
+            entry.settled()
+        };
         let gone = entry.prune();
         let now_visible = entry.visible().is_some();
         let new_hash = if gone { 0 } else { entry.digest(key) };
@@ -519,7 +544,7 @@ impl State {
         if gone {
             shard.remove(key);
             self.unstable.remove(key);
-        } else {
+        } else if !settled {
             match self.unstable.get_mut(key) {
                 Some(touched) => touched.raise(op.origin, op.seq),
                 None => {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::codec::{DecodeError, Reader};
 use super::counter::Counter;
 use super::id::{Stamp, Tag};
-use super::number::{add_to_base, Delta};
+use super::number::{add_to_base, int_total, Delta};
 use super::vv::VersionVector;
 
 /// A string key's content (see [`Counter`] for the merge rule).
@@ -33,6 +33,20 @@ pub fn visible(counter: &Counter<Bytes>) -> (Bytes, bool) {
     }
 }
 
+/// Calls `f` with what a string shows, without allocating when it can: the
+/// winning base itself when no increment is unseen, or an integer total
+/// formatted on the stack (every INCR reads its value two or three times).
+pub fn with_visible<R>(counter: &Counter<Bytes>, f: impl FnOnce(&[u8]) -> R) -> R {
+    let base = counter.winner().map(|b| &b.value[..]);
+    match counter.unseen() {
+        None => f(base.unwrap_or_default()),
+        Some(sum) => match int_total(base, sum) {
+            Some(total) => f(itoa::Buffer::new().format(total).as_bytes()),
+            None => f(&visible(counter).0),
+        },
+    }
+}
+
 impl StringContent {
     /// Writes a new base (SET and every read-modify-write of a string).
     /// Returns whether it raced a concurrent base.
@@ -55,6 +69,11 @@ impl StringContent {
         visible(&self.value)
     }
 
+    /// Calls `f` with the value a client reads (see [`with_visible`]).
+    pub fn with_value<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        with_visible(&self.value, f)
+    }
+
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.value.is_empty()
@@ -75,9 +94,14 @@ impl StringContent {
         self.value.metadata_len()
     }
 
+    /// Whether collecting would change nothing (see [`Counter::settled`]).
+    pub fn settled(&self) -> bool {
+        self.value.settled()
+    }
+
     /// Hash of the visible value.
     pub fn digest(&self) -> u128 {
-        super::digest::hash_parts(&[&self.get().0])
+        self.with_value(|v| super::digest::hash_parts(&[v]))
     }
 
     /// Appends the snapshot encoding: the counter (bases, increments, folded sum).
@@ -90,5 +114,58 @@ impl StringContent {
         Ok(StringContent {
             value: Counter::decode(r)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::hlc::Hlc;
+    use crate::crdt::id::{Dot, RegionId};
+    use crate::crdt::number::Decimal;
+
+    fn tag(seq: u64) -> Tag {
+        Tag {
+            dot: Dot::new(RegionId(1), seq),
+            hlc: Hlc(seq),
+        }
+    }
+
+    /// What `with_value` shows without allocating is what `get` shows.
+    #[test]
+    fn with_value_shows_what_get_shows() {
+        let none = VersionVector::new();
+        let cases: Vec<(Option<&str>, Vec<Delta>)> = vec![
+            (None, vec![]),
+            (Some("007"), vec![]),
+            (Some("abc"), vec![]),
+            (None, vec![Delta::Int(3)]),
+            (Some("007"), vec![Delta::Int(1)]),
+            (Some("-5"), vec![Delta::Int(2), Delta::Int(-10)]),
+            (Some("9223372036854775807"), vec![Delta::Int(i64::MAX)]),
+            (Some("abc"), vec![Delta::Int(1)]),
+            (Some("1.5"), vec![Delta::Int(1)]),
+            (
+                Some("2"),
+                vec![Delta::Float(Decimal::parse(b"0.25").expect("decimal"))],
+            ),
+        ];
+        for (base, incs) in cases {
+            let mut s = StringContent::default();
+            let mut seq = 0;
+            if let Some(b) = base {
+                seq += 1;
+                s.set(Bytes::copy_from_slice(b.as_bytes()), tag(seq), &none);
+            }
+            for d in incs.clone() {
+                seq += 1;
+                s.incr(d, tag(seq));
+            }
+            assert_eq!(
+                s.with_value(<[u8]>::to_vec),
+                s.get().0.to_vec(),
+                "{base:?} {incs:?}"
+            );
+        }
     }
 }

@@ -172,8 +172,10 @@ impl Keyspace {
     pub fn install(&mut self, state: State, now_ms: u64) {
         self.clock.observe(state.max_hlc(), now_ms);
         let tracing = self.state.tracing();
+        let alone = self.state.alone();
         self.state = state;
         self.state.set_tracing(tracing);
+        self.state.set_alone(alone);
         self.rebuild_deadlines();
         for w in self.watched.values_mut() {
             w.0 += 1;
@@ -184,6 +186,12 @@ impl Keyspace {
     /// no operations from other regions; see [`State::set_tracing`]).
     pub fn set_conflict_tracing(&mut self, on: bool) {
         self.state.set_tracing(on);
+    }
+
+    /// Declares the region without peers: every operation is stable once
+    /// applied (see [`State::set_alone`]).
+    pub fn set_alone(&mut self, alone: bool) {
+        self.state.set_alone(alone);
     }
 
     /// Drops CRDT metadata that every region has seen (`stable`).

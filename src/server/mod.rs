@@ -252,6 +252,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     // Without replication no other region's operation arrives from now on,
     // so none can race a write made here: conflict traces would be waste.
     ks.set_conflict_tracing(config.replication.listen.is_some());
+    // With no peer, stability's frontier is this region's own vector: each
+    // write can be collected as it is made.
+    ks.set_alone(config.replication.peers.is_empty());
     tracing::info!(
         keys = ks.len(),
         replayed,
