@@ -162,11 +162,12 @@ pub struct Config {
     /// Most of one client's pipelined commands parsed but not yet answered;
     /// the rest stay unread in the socket until these are answered.
     pub client_pipeline_depth: usize,
-    /// Threads running client connections and replication (0: one fewer
-    /// than the machine's cores, at least one). Why not one per core: the
-    /// group-commit thread and RocksDB's own threads need a core too, and
-    /// the keyspace is one lock, so a worker competing with them for a core
-    /// costs more in hand-offs than it adds (measured in `BENCHMARKS.md`).
+    /// Threads running client connections and replication (0: one per
+    /// core, at least two with replication). Client batches take turns on
+    /// the keyspace without blocking a thread (see `server::Shared`), so a
+    /// second worker reads and writes sockets while the first runs commands
+    /// (measured in `BENCHMARKS.md`); with replication, a lone worker also
+    /// let the lag p99 grow past 100 ms.
     pub worker_threads: usize,
     /// Log line format.
     pub log_format: LogFormat,
@@ -349,15 +350,20 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The worker threads to start: `worker_threads`, or when 0, one fewer
-    /// than the cores this process may use (at least one).
+    /// The worker threads to start: `worker_threads`, or when 0, one per
+    /// core this process may use (at least one), and at least two when
+    /// replication is configured.
     pub fn effective_worker_threads(&self) -> usize {
         if self.worker_threads > 0 {
             return self.worker_threads;
         }
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get().saturating_sub(1))
-            .max(1)
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let least = if self.replication.listen.is_some() {
+            2
+        } else {
+            1
+        };
+        cores.max(least)
     }
 
     /// Reads a TOML file; unknown keys are errors.
@@ -585,14 +591,14 @@ mod tests {
     }
 
     #[test]
-    fn worker_threads_default_leaves_a_core_and_can_be_set() {
+    fn worker_threads_default_is_one_per_core_two_with_replication_and_can_be_set() {
         let auto = Config::default();
         assert_eq!(auto.worker_threads, 0);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(
-            auto.effective_worker_threads(),
-            cores.saturating_sub(1).max(1)
-        );
+        assert_eq!(auto.effective_worker_threads(), cores.max(1));
+        let mut replicating = Config::default();
+        replicating.replication.listen = Some("127.0.0.1:7380".parse().unwrap());
+        assert_eq!(replicating.effective_worker_threads(), cores.max(2));
         let set = Config::from_toml("worker_threads = 3\n").unwrap();
         set.validate().unwrap();
         assert_eq!(set.effective_worker_threads(), 3);

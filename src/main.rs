@@ -82,8 +82,8 @@ struct Cli {
     /// [default: 1024].
     #[arg(long, value_name = "N")]
     client_pipeline_depth: Option<usize>,
-    /// Threads serving clients and peers [default: 0 = one fewer than the
-    /// cores, at least one; at least two with replication].
+    /// Threads serving clients and peers [default: 0 = one per core, at
+    /// least two with replication].
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
     /// Conflicts kept for BRAID.CONFLICTS, the latest ones [default: 1024; 0 = counts only].
