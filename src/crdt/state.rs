@@ -563,10 +563,11 @@ impl State {
             if w.fresh {
                 entry.remove_observed_except(None, ctx);
                 entry.expiry_mut().remove_observed(ctx);
-            } else if kind.is_some() {
+            } else if kind.is_some() && !matches!(w.effect, Effect::StrSet { .. }) {
                 // A write of one type drops the other types its region saw
                 // (a type conflict's hidden loser). EXPIRE and PERSIST write
-                // no content and must leave it alone.
+                // no content and must leave it alone. (SET drops every type
+                // below.)
                 entry.remove_observed_except(kind, ctx);
             }
             match (&w.effect, kind) {

@@ -125,6 +125,9 @@ pub struct Shared {
     shutdown: Notify,
     shutting_down: AtomicBool,
     used_memory: AtomicU64,
+    /// `maxmemory` (0: none), mirrored out of `config`: every write checks
+    /// it, and a read lock shared by every worker costs a contended atomic.
+    maxmemory: AtomicU64,
     snapshot_running: AtomicBool,
     ops_at_last_snapshot: AtomicU64,
     local_addr: SocketAddr,
@@ -348,6 +351,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None => None,
     };
     tracing::info!(%local_addr, region = %config.region, fsync = %config.fsync, "ready to accept connections");
+    let maxmemory = config.maxmemory.0;
     let shared = Arc::new(Shared {
         keyspace: Mutex::new(ks),
         client_turn: tokio::sync::Mutex::new(()),
@@ -362,6 +366,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shutdown: Notify::new(),
         shutting_down: AtomicBool::new(false),
         used_memory: AtomicU64::new(0),
+        maxmemory: AtomicU64::new(maxmemory),
         snapshot_running: AtomicBool::new(false),
         ops_at_last_snapshot: AtomicU64::new(ops_total),
         local_addr,
@@ -1001,7 +1006,10 @@ impl ServerHooks for Shared {
         let mut c = self.config.write();
         match name {
             "requirepass" => c.requirepass = (!value.is_empty()).then(|| value.to_string()),
-            "maxmemory" => c.maxmemory = value.parse()?,
+            "maxmemory" => {
+                c.maxmemory = value.parse()?;
+                self.maxmemory.store(c.maxmemory.0, Relaxed);
+            }
             "maxclients" => {
                 c.maxclients = value
                     .parse()
@@ -1066,7 +1074,7 @@ impl ServerHooks for Shared {
     }
 
     fn over_maxmemory(&self) -> bool {
-        let max = self.config.read().maxmemory.0;
+        let max = self.maxmemory.load(Relaxed);
         max > 0 && self.used_memory.load(Relaxed) > max
     }
 
