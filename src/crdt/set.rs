@@ -25,7 +25,12 @@ fn member_hash(m: &[u8]) -> u128 {
 impl SetContent {
     /// Adds a member (SADD, SMOVE's add).
     pub fn add(&mut self, member: Bytes, tag: Tag, ctx: &VersionVector) {
-        let tags = self.members.entry(member.clone()).or_default();
+        // Looked up first: `entry` needs the key by value, and cloning a
+        // shared `Bytes` to find a member already there costs two atomics.
+        let tags = match self.members.get_mut(&member[..]) {
+            Some(tags) => tags,
+            None => self.members.entry(member.clone()).or_default(),
+        };
         if !tags.is_present() {
             self.acc.add(member_hash(&member));
         }
