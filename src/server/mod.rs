@@ -112,7 +112,7 @@ pub struct Shared {
     /// asynchronously, their threads free to read and write other
     /// connections meanwhile, instead of one thread blocking on the lock
     /// with every connection it serves. (On two cores this took writes at
-    /// `-P 16` from below one worker's throughput to 1.1–1.25× it.)
+    /// `-P 16` from below one worker's throughput to 1.07–1.25× it.)
     client_turn: tokio::sync::Mutex<()>,
     config: RwLock<Config>,
     committer: Committer,
