@@ -49,10 +49,10 @@ pub fn read_string(ctx: &Ctx, key: &[u8]) -> Result<Option<Bytes>, Frame> {
 }
 
 fn get(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
-    match read_string(ctx, &a[1]) {
-        Ok(Some(v)) => Frame::Bulk(v),
-        Ok(None) => Frame::Null,
-        Err(e) => e,
+    match ctx.ks.get(&a[1], ctx.now_ms) {
+        None => Frame::Null,
+        Some(Content::String(s)) => Frame::Bulk(s.reply_value()),
+        Some(_) => write_error(WriteError::WrongType),
     }
 }
 
@@ -192,7 +192,7 @@ fn mget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         a[1..]
             .iter()
             .map(|k| match ctx.ks.get(k, ctx.now_ms) {
-                Some(Content::String(s)) => Frame::Bulk(s.get().0),
+                Some(Content::String(s)) => Frame::Bulk(s.reply_value()),
                 _ => Frame::Null,
             })
             .collect(),

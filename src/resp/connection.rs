@@ -303,14 +303,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         ranges: Vec<std::ops::Range<usize>>,
         consumed: usize,
     ) -> Vec<Bytes> {
+        let args = self.args_of(&ranges, consumed);
+        self.decoder.recycle(ranges);
+        args
+    }
+
+    /// The arguments at `ranges`, removing the request's `consumed` bytes
+    /// from the read buffer (see [`take_multibulk`](Self::take_multibulk)).
+    fn args_of(&mut self, ranges: &[std::ops::Range<usize>], consumed: usize) -> Vec<Bytes> {
         if consumed <= SMALL_REQUEST {
             let request = Bytes::copy_from_slice(self.rbuf.get(..consumed).unwrap_or_default());
             self.rbuf.advance(consumed.min(self.rbuf.len()));
             return ranges
-                .into_iter()
+                .iter()
                 .map(|r| {
                     if r.start <= r.end && r.end <= request.len() {
-                        request.slice(r)
+                        request.slice(r.clone())
                     } else {
                         Bytes::new()
                     }
@@ -320,20 +328,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let has_big = ranges.iter().any(|r| r.len() >= PROTO_MBULK_BIG_ARG);
         if !has_big {
             let args = ranges
-                .into_iter()
-                .map(|r| Bytes::copy_from_slice(self.rbuf.get(r).unwrap_or_default()))
+                .iter()
+                .map(|r| Bytes::copy_from_slice(self.rbuf.get(r.clone()).unwrap_or_default()))
                 .collect();
             self.rbuf.advance(consumed);
             return args;
         }
         let request = self.rbuf.split_to(consumed).freeze();
         ranges
-            .into_iter()
+            .iter()
             .map(|r| {
                 if r.len() >= PROTO_MBULK_BIG_ARG && r.end <= request.len() {
-                    request.slice(r)
+                    request.slice(r.clone())
                 } else {
-                    Bytes::copy_from_slice(request.get(r).unwrap_or_default())
+                    Bytes::copy_from_slice(request.get(r.clone()).unwrap_or_default())
                 }
             })
             .collect()

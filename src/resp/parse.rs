@@ -201,6 +201,9 @@ pub enum Decoded {
 #[derive(Debug, Default)]
 pub struct Decoder {
     state: State,
+    /// An emptied argument list handed back by [`recycle`](Self::recycle),
+    /// reused by the next multibulk request: one allocation less per request.
+    spare: Vec<Range<usize>>,
 }
 
 #[derive(Debug, Default)]
@@ -229,6 +232,16 @@ impl Decoder {
     /// A decoder at the start of a request.
     pub fn new() -> Self {
         Decoder::default()
+    }
+
+    /// Hands back the argument ranges of a [`Decoded::Multibulk`] once they
+    /// are used, for the next request to reuse (a list grown beyond
+    /// [`MAX_PREALLOC_ARGS`] is dropped instead of kept).
+    pub fn recycle(&mut self, mut args: Vec<Range<usize>>) {
+        if args.capacity() <= MAX_PREALLOC_ARGS {
+            args.clear();
+            self.spare = args;
+        }
     }
 
     /// Bytes at the front of the buffer already parsed into complete
@@ -285,9 +298,11 @@ impl Decoder {
             if count == 0 {
                 return Ok(Decoded::Skipped(cr + 2));
             }
+            let mut args = std::mem::take(&mut self.spare);
+            args.reserve_exact(count.min(MAX_PREALLOC_ARGS));
             self.state = State::Multibulk(Progress {
                 remaining: count,
-                args: Vec::with_capacity(count.min(MAX_PREALLOC_ARGS)),
+                args,
                 pos: cr + 2,
                 bulk: None,
             });
@@ -971,6 +986,40 @@ mod tests {
         );
         // Skipped counts still pass.
         assert_eq!(parse_request(b"*-5\r\n", &unauth), Ok(None));
+    }
+
+    /// One decoder over a pipeline, its argument lists handed back between
+    /// requests (as the connection does): each request is read whole, a
+    /// longer one after a shorter one included, and a reused list keeps the
+    /// preallocation bound.
+    #[test]
+    fn resp_parse_reuses_recycled_argument_lists() {
+        let requests: Vec<Vec<Vec<u8>>> = vec![
+            args(&[b"SET", b"k", b"v"]),
+            args(&[b"GET", b"k"]),
+            (0..40).map(|i| format!("a{i}").into_bytes()).collect(),
+            args(&[b"PING"]),
+        ];
+        let mut buf: Vec<u8> = requests.iter().flat_map(|r| encode(r)).collect();
+        let mut d = Decoder::new();
+        for want in &requests {
+            let Ok(Decoded::Multibulk { args, consumed }) = d.decode(&buf, &lim()) else {
+                panic!("expected a whole request");
+            };
+            let got: Vec<Vec<u8>> = args.iter().map(|r| buf[r.clone()].to_vec()).collect();
+            assert_eq!(&got, want);
+            d.recycle(args);
+            buf.drain(..consumed);
+        }
+        assert!(buf.is_empty());
+        assert_eq!(
+            d.decode(b"*2147483647\r\n", &lim()),
+            Ok(Decoded::Incomplete)
+        );
+        let State::Multibulk(p) = &d.state else {
+            panic!("expected a multibulk in progress");
+        };
+        assert!(p.args.capacity() <= MAX_PREALLOC_ARGS);
     }
 
     #[test]
