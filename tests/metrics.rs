@@ -211,24 +211,28 @@ fn metrics_endpoint_is_off_by_default_and_a_busy_address_is_an_error() {
     let mut c = b.conn();
     let all = info(&mut c, "all");
     assert!(all.contains("# Commandstats"), "{all}");
-    // A second server cannot take the first one's metrics address.
+    // A second server cannot take the first one's metrics address. It exits
+    // with an error, every time: it once aborted in about one start in ten,
+    // as the group-commit threads still held RocksDB open at exit.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let addr = taken.local_addr().expect("address").to_string();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_braid-server"))
-        .args([
-            "--port",
-            &free_port().to_string(),
-            "--metrics-listen",
-            &addr,
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .expect("braid-server runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot listen for metrics"), "{err}");
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_braid-server"))
+            .args([
+                "--port",
+                &free_port().to_string(),
+                "--metrics-listen",
+                &addr,
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .expect("braid-server runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot listen for metrics"), "{err}");
+    }
 }
 
 /// Two regions (`us` id 1, `eu` id 2) with metrics endpoints, sharing one

@@ -318,14 +318,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let replicating = config.replication.listen.is_some();
     let log_version = Arc::new(tokio::sync::watch::channel(0u64).0);
     let metrics = Arc::new(Metrics::new());
-    let committer = Committer::start(
-        log.clone(),
-        config.fsync,
-        0,
-        replicate::sync_interval(config.fsync, replicating),
-        log_version.clone(),
-        metrics.clone(),
-    );
     let stability = Stability::new(
         region,
         config
@@ -350,6 +342,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         ),
         None => None,
     };
+    // Started only once nothing above can fail: its threads hold the op log
+    // open, and a process exiting while they run aborts inside RocksDB.
+    let committer = Committer::start(
+        log.clone(),
+        config.fsync,
+        0,
+        replicate::sync_interval(config.fsync, replicating),
+        log_version.clone(),
+        metrics.clone(),
+    );
     tracing::info!(%local_addr, region = %config.region, fsync = %config.fsync, "ready to accept connections");
     let maxmemory = config.maxmemory.0;
     let shared = Arc::new(Shared {
