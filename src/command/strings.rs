@@ -5,6 +5,7 @@ use bytes::Bytes;
 use super::args::{self, at, is, syntax_error};
 use super::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
 use crate::crdt::number::{parse_f64, parse_i64};
+use crate::crdt::string::StringContent;
 use crate::crdt::{Content, Intent, TtlChange, WriteError};
 use crate::resp::Frame;
 
@@ -41,18 +42,28 @@ pub fn write_error(e: WriteError) -> Frame {
 
 /// Reads a string key: `Ok(None)` if absent, WRONGTYPE for another type.
 pub fn read_string(ctx: &Ctx, key: &[u8]) -> Result<Option<Bytes>, Frame> {
+    read_string_with(ctx, key, |s| s.get().0)
+}
+
+/// Reads a string key through `f`, which picks what the caller needs of it
+/// (a reply copy, an integer) without cloning the stored value.
+fn read_string_with<R>(
+    ctx: &Ctx,
+    key: &[u8],
+    f: impl FnOnce(&StringContent) -> R,
+) -> Result<Option<R>, Frame> {
     match ctx.ks.get(key, ctx.now_ms) {
         None => Ok(None),
-        Some(Content::String(s)) => Ok(Some(s.get().0)),
+        Some(Content::String(s)) => Ok(Some(f(s))),
         Some(_) => Err(write_error(WriteError::WrongType)),
     }
 }
 
 fn get(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
-    match ctx.ks.get(&a[1], ctx.now_ms) {
-        None => Frame::Null,
-        Some(Content::String(s)) => Frame::Bulk(s.reply_value()),
-        Some(_) => write_error(WriteError::WrongType),
+    match read_string_with(ctx, &a[1], StringContent::reply_value) {
+        Ok(Some(v)) => Frame::Bulk(v),
+        Ok(None) => Frame::Null,
+        Err(e) => e,
     }
 }
 
@@ -376,14 +387,17 @@ fn incr_by(ctx: &mut Ctx, a: &[Bytes], by: i64) -> Frame {
     if let Err(e) = ctx.write(at(a, 1), Intent::IncrBy(by)) {
         return e;
     }
-    match ctx.ks.get(&a[1], ctx.now_ms) {
-        None => Frame::Integer(0),
-        Some(Content::String(s)) => s.with_value(|v| match parse_i64(v) {
+    let reply = |s: &StringContent| {
+        s.with_value(|v| match parse_i64(v) {
             Some(n) => Frame::Integer(n),
             // A merged sum beyond 64 bits is shown as the exact decimal.
             None => Frame::Bulk(Bytes::copy_from_slice(v)),
-        }),
-        Some(_) => write_error(WriteError::WrongType),
+        })
+    };
+    match read_string_with(ctx, &a[1], reply) {
+        Ok(Some(f)) => f,
+        Ok(None) => Frame::Integer(0),
+        Err(e) => e,
     }
 }
 
