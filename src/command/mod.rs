@@ -98,8 +98,9 @@ pub trait ServerHooks: Send + Sync {
     fn request_snapshot(&self) -> Result<u64, String> {
         Err("snapshots are not available here".into())
     }
-    /// Records how long a command (by its table name) took to execute.
-    fn command_done(&self, name: &'static str, took: std::time::Duration) {
+    /// Records how long runs of a command (by its table name) took to
+    /// execute.
+    fn commands_done(&self, name: &'static str, took: &crate::metrics::LocalDurations) {
         let _ = (name, took);
     }
 }

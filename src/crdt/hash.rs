@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::counter::Counter;
+use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::number::Delta;
@@ -44,7 +45,11 @@ impl HashContent {
         if !create && !self.fields.contains_key(name) {
             return None;
         }
-        let field = self.fields.entry(name.clone()).or_default();
+        // Looked up first: `entry` needs the name by value.
+        let field = match self.fields.get_index_of(&name[..]) {
+            Some(i) => &mut self.fields[i],
+            None => self.fields.entry(detach(name.clone())).or_default(),
+        };
         if field.tags.is_present() {
             self.acc.sub(field.hash(name));
         }
@@ -61,7 +66,7 @@ impl HashContent {
     pub fn set(&mut self, name: Bytes, value: Bytes, tag: Tag, ctx: &VersionVector) -> bool {
         self.update(&name, true, |f| {
             f.tags.add(tag, ctx);
-            f.value.write_base(value, tag, ctx)
+            f.value.write_base(detach(value), tag, ctx)
         })
         .unwrap_or(false)
     }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_POSITION, MIN_TAG};
+use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::position::Position;
@@ -40,6 +41,9 @@ impl ListContent {
             return;
         }
         self.acc.add(element_hash(&pos, &value));
+        // Not detached, unlike values that replace others: lists mostly
+        // grow, and an allocation per pushed element measured 10-15 % of
+        // LPUSH's CPU. An element pins its request (up to 256 bytes) instead.
         self.elements.insert(
             pos,
             Element {
@@ -59,7 +63,7 @@ impl ListContent {
         if tag.stamp() > e.written.stamp() {
             self.acc.sub(element_hash(pos, &e.value));
             self.acc.add(element_hash(pos, &value));
-            e.value = value;
+            e.value = detach(value);
             e.written = tag;
         }
         raced

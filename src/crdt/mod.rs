@@ -9,7 +9,7 @@
 //!
 //! Layout: identity and time ([`id`], [`hlc`], [`vv`]); the operation
 //! ([`op`], [`codec`]); one file per type ([`string`], [`list`], [`set`],
-//! [`zset`], [`hash`]) built from shared pieces ([`counter`], [`tags`],
+//! [`zset`], [`hash`]) built from shared pieces ([`counter`], [`detach`], [`tags`],
 //! [`position`], [`expiry`], [`number`]); a key ([`entry`]); the state
 //! ([`state`], [`prepare`], [`digest`]); delivery and garbage collection
 //! ([`causal`], [`stability`]); a region's pure core ([`replica`]); and the
@@ -19,6 +19,7 @@ pub mod causal;
 pub mod codec;
 pub mod conflict;
 pub mod counter;
+pub mod detach;
 pub mod digest;
 pub mod entry;
 pub mod expiry;

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
+use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::tags::Tags;
@@ -29,7 +30,7 @@ impl SetContent {
         // shared `Bytes` to find a member already there costs two atomics.
         let tags = match self.members.get_mut(&member[..]) {
             Some(tags) => tags,
-            None => self.members.entry(member.clone()).or_default(),
+            None => self.members.entry(detach(member.clone())).or_default(),
         };
         if !tags.is_present() {
             self.acc.add(member_hash(&member));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::conflict::{judge, Conflict, Trace};
+use super::detach::detach;
 use super::digest::Accumulator;
 use super::entry::{Content, Entry};
 use super::hlc::Hlc;
@@ -520,7 +521,7 @@ impl State {
         // (an allocation the first time a `Bytes` is shared) only when not.
         let slot = match shard.get_mut(key) {
             Some(slot) => slot,
-            None => shard.entry(key.clone()).or_default(),
+            None => shard.entry(detach(key.clone())).or_default(),
         };
         let entry = Arc::make_mut(slot);
         let was_visible = entry.visible().is_some();

@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use super::codec::{DecodeError, Reader};
 use super::counter::Counter;
+use super::detach::detach;
 use super::id::{Stamp, Tag};
 use super::number::{add_to_base, int_total, Delta};
 use super::vv::VersionVector;
@@ -55,7 +56,7 @@ impl StringContent {
     /// Writes a new base (SET and every read-modify-write of a string).
     /// Returns whether it raced a concurrent base.
     pub fn set(&mut self, value: Bytes, tag: Tag, ctx: &VersionVector) -> bool {
-        self.value.write_base(value, tag, ctx)
+        self.value.write_base(detach(value), tag, ctx)
     }
 
     /// Adds an increment (INCR family).

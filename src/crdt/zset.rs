@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::counter::Counter;
+use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::number::{Decimal, Delta};
@@ -85,19 +86,29 @@ impl ZSetContent {
         if !create && !self.members.contains_key(name) {
             return None;
         }
-        let m = self.members.entry(name.clone()).or_default();
+        // The score index shares the map's (detached) copy of the name.
+        let i = match self.members.get_index_of(&name[..]) {
+            Some(i) => i,
+            None => {
+                self.members
+                    .insert_full(detach(name.clone()), Member::default())
+                    .0
+            }
+        };
+        let (name, m) = self.members.get_index_mut(i)?;
+        let name = name.clone();
         let was_present = m.tags.is_present();
         if was_present {
-            self.acc.sub(member_hash(name, m.shown));
+            self.acc.sub(member_hash(&name, m.shown));
             self.by_score.remove(&(Score::new(m.shown), name.clone()));
         }
         let r = f(m);
         if m.tags.is_present() {
             m.shown = visible_score(&m.score);
-            self.acc.add(member_hash(name, m.shown));
+            self.acc.add(member_hash(&name, m.shown));
             self.by_score.insert((Score::new(m.shown), name.clone()));
         } else {
-            self.members.swap_remove(name);
+            self.members.swap_remove(&name);
         }
         Some(r)
     }

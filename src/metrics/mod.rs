@@ -127,6 +127,67 @@ impl Default for Histogram {
     }
 }
 
+/// Buckets of a duration histogram ([`DURATION_BOUNDS_NS`] plus overflow).
+const DURATION_BUCKETS: usize = DURATION_BOUNDS_NS.len() + 1;
+
+/// Durations gathered by one thread without atomics, added to a shared
+/// [`Histogram`] at once ([`Metrics::commands_done`]).
+///
+/// Why: a pipelined batch runs many commands, and recording each into the
+/// shared histogram cost two atomic adds on cache lines the other workers
+/// write too, plus a lookup of the command's slot: 3-4 % of a GET.
+#[derive(Clone, Debug)]
+pub struct LocalDurations {
+    counts: [u32; DURATION_BUCKETS],
+    sum_ns: u64,
+    len: u32,
+}
+
+impl Default for LocalDurations {
+    fn default() -> Self {
+        LocalDurations {
+            counts: [0; DURATION_BUCKETS],
+            sum_ns: 0,
+            len: 0,
+        }
+    }
+}
+
+impl LocalDurations {
+    /// Records one duration.
+    pub fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = DURATION_BOUNDS_NS.partition_point(|&b| b < ns);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.len = self.len.saturating_add(1);
+    }
+
+    /// Number of durations recorded.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether none is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Histogram {
+    /// Adds durations gathered apart (the histogram must be of durations).
+    fn add(&self, local: &LocalDurations) {
+        for (shared, &n) in self.counts.iter().zip(local.counts.iter()) {
+            if n > 0 {
+                shared.fetch_add(u64::from(n), Relaxed);
+            }
+        }
+        self.sum.fetch_add(local.sum_ns, Relaxed);
+    }
+}
+
 /// A histogram's counts at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistogramSnapshot {
@@ -301,14 +362,25 @@ impl Metrics {
     /// Records one command's execution time; `name` is the command table's
     /// name (what `ClientInfo::current` holds after it ran).
     pub fn command(&self, name: &str, took: Duration) {
+        if let Some(h) = self.command_histogram(name) {
+            h.record_duration(took);
+        }
+    }
+
+    /// Records the execution times of several runs of one command.
+    pub fn commands_done(&self, name: &str, took: &LocalDurations) {
+        if let Some(h) = self.command_histogram(name) {
+            h.add(took);
+        }
+    }
+
+    fn command_histogram(&self, name: &str) -> Option<&Histogram> {
         let i = self
             .command_by_addr
             .get(&(name.as_ptr() as usize))
             .filter(|&&i| self.command_names[i].len() == name.len())
-            .or_else(|| self.command_index.get(name));
-        if let Some(&i) = i {
-            self.commands[i].record_duration(took);
-        }
+            .or_else(|| self.command_index.get(name))?;
+        self.commands.get(*i)
     }
 
     /// Per command that ran at least once: its name and latency histogram.
@@ -596,5 +668,26 @@ mod tests {
         m.remote_applied(2, 1);
         m.remote_applied(3, 1);
         assert_eq!(m.remote_applied_by_origin(), vec![(2, 6), (3, 1)]);
+    }
+
+    /// Durations gathered locally and added at once count as if each had
+    /// been recorded on its own.
+    #[test]
+    fn local_durations_add_up_to_the_same_histogram() {
+        let one_by_one = Metrics::new();
+        let batched = Metrics::new();
+        let mut local = LocalDurations::default();
+        let took = [0, 1, 999, 1_000, 1_001, 7_500, 3_000_000, u64::MAX / 4];
+        for ns in took {
+            one_by_one.command("incr", Duration::from_nanos(ns));
+            local.record(Duration::from_nanos(ns));
+        }
+        assert_eq!(local.len() as usize, took.len());
+        batched.commands_done("incr", &local);
+        batched.commands_done("incr", &LocalDurations::default());
+        let (a, b) = (one_by_one.commands(), batched.commands());
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].1, b[0].1);
+        assert_eq!(b[0].1.count, took.len() as u64);
     }
 }

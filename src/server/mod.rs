@@ -603,6 +603,9 @@ async fn client_loop(
             ks.lsn()
         };
         drop(turn);
+        // Before any reply is sent: a client that then scrapes the metrics
+        // sees its commands counted.
+        session.flush_timings(shared.as_ref());
         if !pending.is_empty() && !close {
             tracing::trace!(
                 client = session.client.id,
@@ -1095,7 +1098,7 @@ impl ServerHooks for Shared {
         Ok(spawn_snapshot(&me))
     }
 
-    fn command_done(&self, name: &'static str, took: Duration) {
-        self.metrics.command(name, took);
+    fn commands_done(&self, name: &'static str, took: &crate::metrics::LocalDurations) {
+        self.metrics.commands_done(name, took);
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use crate::command::args::is;
 use crate::command::{self, ClientInfo, Ctx, ServerHooks, DENYOOM, NOAUTH, WRITE};
 use crate::keyspace::Keyspace;
+use crate::metrics::LocalDurations;
 use crate::resp::Frame;
 
 /// What the connection should do after a reply.
@@ -31,6 +32,9 @@ pub struct Session {
     /// When the previous command of this batch finished: the next one's
     /// start, so that timing a command costs one clock read, not two.
     clock: Option<std::time::Instant>,
+    /// Execution times of the last run of one command, not yet added to the
+    /// server's metrics (see [`flush_timings`](Self::flush_timings)).
+    timings: Option<(&'static str, LocalDurations)>,
 }
 
 const NOAUTH_REPLY: &str = "NOAUTH Authentication required.";
@@ -166,11 +170,31 @@ impl Session {
             None => command::execute(&mut ctx, args),
         };
         let t1 = std::time::Instant::now();
-        if !self.client.current.is_empty() {
-            server.command_done(self.client.current, t1.saturating_duration_since(t0));
+        let name = self.client.current;
+        if !name.is_empty() {
+            let took = t1.saturating_duration_since(t0);
+            match &mut self.timings {
+                // Table names are static: same address, same command.
+                Some((n, local)) if std::ptr::eq(*n, name) => local.record(took),
+                _ => {
+                    self.flush_timings(server);
+                    let mut local = LocalDurations::default();
+                    local.record(took);
+                    self.timings = Some((name, local));
+                }
+            }
         }
         self.clock = Some(t1);
         reply
+    }
+
+    /// Adds the commands' execution times gathered so far to the server's
+    /// metrics. Call at the end of every batch: recording them one by one
+    /// cost a few per cent of a pipelined GET.
+    pub fn flush_timings(&mut self, server: &dyn ServerHooks) {
+        if let Some((name, local)) = self.timings.take() {
+            server.commands_done(name, &local);
+        }
     }
 
     fn queue(
