@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use super::detach::detach;
 use super::id::{Stamp, Tag};
 use super::number::{parse_i64, Decimal};
 use super::op::{Effect, KeyType, KeyWrite, Operation, TtlChange};
@@ -153,6 +154,26 @@ fn numeric(v: &[u8]) -> bool {
 }
 
 impl Trace {
+    /// The same trace holding its own copies of the names it touched
+    /// (see [`detach`]): a trace is kept until its operation is stable.
+    pub(crate) fn detached(self) -> Self {
+        let all = |names: Vec<Bytes>| names.into_iter().map(detach).collect();
+        let flagged =
+            |names: Vec<(Bytes, bool)>| names.into_iter().map(|(n, f)| (detach(n), f)).collect();
+        let touch = match self.touch {
+            Touch::SetAdd(m) => Touch::SetAdd(all(m)),
+            Touch::SetRem(m) => Touch::SetRem(all(m)),
+            Touch::HashSet(f) => Touch::HashSet(flagged(f)),
+            Touch::HashDel(f) => Touch::HashDel(all(f)),
+            Touch::HashIncr(f) => Touch::HashIncr(detach(f)),
+            Touch::ZAdd(m) => Touch::ZAdd(flagged(m)),
+            Touch::ZIncr(m) => Touch::ZIncr(detach(m)),
+            Touch::ZRem(m) => Touch::ZRem(all(m)),
+            other => other,
+        };
+        Trace { touch, ..self }
+    }
+
     /// The trace of a key write.
     pub(crate) fn of_write(op: &Operation, w: &KeyWrite) -> Self {
         let touch = match &w.effect {

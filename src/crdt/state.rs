@@ -468,8 +468,10 @@ impl State {
                 self.trace_count += 1;
                 let per_key = match self.traces.get_mut(&w.key) {
                     Some(t) => t,
-                    None => self.traces.entry(w.key.clone()).or_default(),
+                    None => self.traces.entry(detach(w.key.clone())).or_default(),
                 };
+                // Held until stable, which may be long while a peer is away.
+                let trace = trace.detached();
                 match per_key.iter_mut().find(|(r, _)| *r == op.origin) {
                     Some((_, q)) => q.push(trace),
                     None => per_key.push((op.origin, smallvec![trace])),
@@ -551,7 +553,7 @@ impl State {
                 None => {
                     let mut touched = VersionVector::default();
                     touched.raise(op.origin, op.seq);
-                    self.unstable.insert(key.clone(), touched);
+                    self.unstable.insert(detach(key.clone()), touched);
                 }
             }
         }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::crdt::conflict::type_name;
+use crate::crdt::detach::detach;
 use crate::crdt::Conflict;
 
 /// Entries kept when nothing is configured.
@@ -39,7 +40,7 @@ impl ConflictJournal {
 
     /// Records one conflict: counted, and kept, dropping the oldest entry
     /// when full.
-    pub fn record(&mut self, c: Conflict) {
+    pub fn record(&mut self, mut c: Conflict) {
         *self
             .counts
             .entry((type_name(c.key_type), c.kind.rule()))
@@ -51,6 +52,8 @@ impl ConflictJournal {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
+        // Kept for long: not pinning the buffer the key arrived in.
+        c.key = detach(c.key);
         self.entries.push_back(c);
     }
 

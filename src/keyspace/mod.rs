@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 pub use conflicts::ConflictJournal;
 
+use crate::crdt::detach::detach;
 use crate::crdt::{
     Applied, ApplyError, Content, HlcClock, Intent, Operation, RegionId, State, WriteError,
 };
@@ -201,7 +202,10 @@ impl Keyspace {
 
     /// WATCH: starts tracking `key`; returns its current version.
     pub fn watch(&mut self, key: &Bytes) -> u64 {
-        let w = self.watched.entry(key.clone()).or_insert((0, 0));
+        let w = match self.watched.get_mut(&key[..]) {
+            Some(w) => w,
+            None => self.watched.entry(detach(key.clone())).or_insert((0, 0)),
+        };
         w.1 += 1;
         w.0
     }
@@ -237,8 +241,9 @@ impl Keyspace {
             self.deadline_of.remove(key);
         }
         if let Some(at) = now {
+            let key = detach(key.clone());
             self.deadlines.insert((at, key.clone()));
-            self.deadline_of.insert(key.clone(), at);
+            self.deadline_of.insert(key, at);
         }
     }
 
@@ -348,6 +353,49 @@ mod tests {
         let ops = ks.take_pending();
         assert_eq!(ops.len(), 1);
         assert!(ks.take_pending().is_empty());
+    }
+
+    /// Client arguments share the buffer they were read into; whatever the
+    /// keyspace keeps must hold its own copy, or one 3-byte value would pin
+    /// that whole buffer. Once the operations are taken (as the op log
+    /// does), nothing else may still hold the buffer: with tracing and
+    /// unstable-key tracking (several regions) or without (alone).
+    #[test]
+    fn nothing_kept_pins_the_buffer_arguments_arrived_in() {
+        for alone in [false, true] {
+            let buffer = Bytes::from(b"k1k2k3k4k5k6k7vvmmffsszzeeww".to_vec());
+            let arg = |i: usize| buffer.slice(2 * i..2 * i + 2);
+            let mut ks = Keyspace::new(RegionId(1), State::new());
+            ks.set_alone(alone);
+            let writes = [
+                (
+                    0,
+                    Intent::Set {
+                        value: arg(7),
+                        ttl: TtlChange::ExpireAt(9_000),
+                    },
+                ),
+                (1, Intent::HSet(vec![(arg(9), arg(7))])),
+                (2, Intent::SAdd(vec![arg(8), arg(10)])),
+                (3, Intent::ZAdd(vec![(arg(11), 1.5)])),
+                (3, Intent::ZIncrBy(arg(12), 2.0)),
+                (4, Intent::LPush(vec![arg(13), arg(7)])),
+                (5, Intent::HIncrBy(arg(12), 3)),
+                (6, Intent::Append(arg(7))),
+                (0, Intent::ExpireAt(8_000)),
+            ];
+            for (key, intent) in writes {
+                assert!(ks.write(arg(key), intent, 1000).expect("write"));
+            }
+            ks.watch(&arg(1));
+            drop(ks.take_pending());
+            assert!(
+                buffer.is_unique(),
+                "alone: {alone}: something kept a slice of the request buffer"
+            );
+            assert_eq!(ks.owned_deadlines(), 1);
+            assert!(ks.get(b"k4", 1000).is_some());
+        }
     }
 
     #[test]

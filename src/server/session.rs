@@ -280,7 +280,7 @@ impl Session {
                         let v = ks.watch(k);
                         // An expired key is treated as changed when it expires:
                         // remember whether it was live.
-                        self.watched.push((k.clone(), v));
+                        self.watched.push((Bytes::copy_from_slice(k), v));
                     }
                     Frame::ok()
                 }
@@ -390,7 +390,7 @@ impl Session {
                 }
                 i += 3;
             } else if is(&a[i], "setname") && i + 1 < a.len() {
-                self.client.name = Some(a[i + 1].clone());
+                self.client.name = Some(Bytes::copy_from_slice(&a[i + 1]));
                 i += 2;
             } else {
                 return Frame::error(format!(
@@ -424,7 +424,8 @@ impl Session {
                     "ERR Client names cannot contain spaces, newlines or special characters.",
                 );
             }
-            self.client.name = (!a[2].is_empty()).then(|| a[2].clone());
+            // Copied: the argument shares the read buffer it arrived in.
+            self.client.name = (!a[2].is_empty()).then(|| Bytes::copy_from_slice(&a[2]));
             Frame::ok()
         } else if is(sub, "getname") && a.len() == 2 {
             self.client.name.clone().map_or(Frame::Null, Frame::Bulk)
