@@ -106,6 +106,7 @@ pub trait ServerHooks: Send + Sync {
 }
 
 /// A command's description.
+#[derive(Debug)]
 pub struct CommandSpec {
     /// Lower-case name.
     pub name: &'static str,
@@ -232,7 +233,7 @@ pub(crate) mod testing {
     use super::*;
     use crate::crdt::{RegionId, State};
 
-    struct NoServer;
+    pub(crate) struct NoServer;
 
     impl ServerHooks for NoServer {
         fn info(&self, _ks: &Keyspace, _section: Option<&str>) -> String {
