@@ -72,6 +72,15 @@ pub struct Tag {
 }
 
 impl Tag {
+    /// Region 1's write number `seq`, at HLC `seq`: a tag for unit tests.
+    #[cfg(test)]
+    pub(crate) fn region_1(seq: u64) -> Tag {
+        Tag {
+            dot: Dot::new(RegionId(1), seq),
+            hlc: Hlc(seq),
+        }
+    }
+
     /// The LWW stamp of this write.
     pub fn stamp(&self) -> Stamp {
         Stamp::new(self.hlc, self.dot.region)

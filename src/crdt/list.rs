@@ -206,14 +206,10 @@ impl ListContent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::hlc::Hlc;
-    use crate::crdt::id::{Dot, RegionId};
+    use crate::crdt::id::RegionId;
 
     fn tag(seq: u64) -> Tag {
-        Tag {
-            dot: Dot::new(RegionId(1), seq),
-            hlc: Hlc(seq),
-        }
+        Tag::region_1(seq)
     }
 
     fn values(l: &ListContent) -> Vec<Vec<u8>> {

@@ -135,15 +135,10 @@ impl StringContent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::hlc::Hlc;
-    use crate::crdt::id::{Dot, RegionId};
     use crate::crdt::number::Decimal;
 
     fn tag(seq: u64) -> Tag {
-        Tag {
-            dot: Dot::new(RegionId(1), seq),
-            hlc: Hlc(seq),
-        }
+        Tag::region_1(seq)
     }
 
     /// What `with_value` shows without allocating, and what `reply_value`
