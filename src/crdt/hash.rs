@@ -1,7 +1,7 @@
 //! Hashes: an add-wins map whose field values are strings-with-counters.
 
+use super::pieces::PieceMap;
 use bytes::Bytes;
-use indexmap::IndexMap;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::counter::Counter;
@@ -9,7 +9,7 @@ use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::number::Delta;
-use super::string::visible;
+use super::string::{visible, with_visible};
 use super::tags::Tags;
 use super::vv::VersionVector;
 
@@ -22,15 +22,16 @@ struct Field {
 
 impl Field {
     fn hash(&self, name: &[u8]) -> u128 {
-        hash_parts(&[name, &visible(&self.value).0])
+        // Borrowed, not `visible`: cloning a stored value to hash it cost
+        // an allocation per HSET.
+        with_visible(&self.value, |v| hash_parts(&[name, v]))
     }
 }
 
 /// A hash key's content.
 #[derive(Clone, Debug, Default)]
 pub struct HashContent {
-    // foldhash rather than SipHash, as for the key space (`KeyMap`).
-    fields: IndexMap<Bytes, Field, foldhash::fast::RandomState>,
+    fields: PieceMap<Field>,
     acc: Accumulator,
 }
 
@@ -45,11 +46,9 @@ impl HashContent {
         if !create && !self.fields.contains_key(name) {
             return None;
         }
-        // Looked up first: `entry` needs the name by value.
-        let field = match self.fields.get_index_of(&name[..]) {
-            Some(i) => &mut self.fields[i],
-            None => self.fields.entry(detach(name.clone())).or_default(),
-        };
+        let (_, field) = self
+            .fields
+            .get_or_insert_with(name, || detach(name.clone()));
         if field.tags.is_present() {
             self.acc.sub(field.hash(name));
         }
@@ -138,10 +137,13 @@ impl HashContent {
 
     /// Drops causally stable metadata.
     pub fn collect(&mut self, stable: &VersionVector) {
-        for f in self.fields.values_mut() {
-            f.tags.collect(stable);
-            f.value.collect(stable);
-        }
+        self.fields.update_where(
+            |f| !f.tags.settled() || !f.value.settled(),
+            |f| {
+                f.tags.collect(stable);
+                f.value.collect(stable);
+            },
+        );
     }
 
     /// Metadata items held.
@@ -161,7 +163,7 @@ impl HashContent {
     /// tags and value counter, in the local order.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         codec::put_varint(out, self.fields.len() as u64);
-        for (name, f) in &self.fields {
+        for (name, f) in self.fields.iter() {
             codec::put_bytes(out, name);
             f.tags.encode(out);
             f.value.encode(out);
@@ -173,7 +175,7 @@ impl HashContent {
         // Name, tags (count + one tag), empty counter (three bytes).
         let n = r.count("field count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = HashContent {
-            fields: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
+            fields: PieceMap::with_capacity(codec::prealloc(n)),
             acc: Accumulator::default(),
         };
         for _ in 0..n {

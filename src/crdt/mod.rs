@@ -29,6 +29,7 @@ pub mod id;
 pub mod list;
 pub mod number;
 pub mod op;
+pub mod pieces;
 pub mod position;
 pub mod prepare;
 pub mod replica;

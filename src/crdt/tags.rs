@@ -47,6 +47,12 @@ impl Tags {
         }
     }
 
+    /// Whether [`collect`](Self::collect) would change nothing, at any
+    /// frontier: one tag or none.
+    pub fn settled(&self) -> bool {
+        self.0.len() <= 1
+    }
+
     /// Number of tags held.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -2,7 +2,6 @@
 //! increments (ZINCRBY) that base had not seen.
 
 use bytes::Bytes;
-use indexmap::IndexMap;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
@@ -12,6 +11,7 @@ use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::number::{Decimal, Delta};
+use super::pieces::PieceMap;
 use super::tags::Tags;
 use super::vv::VersionVector;
 
@@ -70,8 +70,7 @@ fn member_hash(m: &[u8], score: f64) -> u128 {
 /// A sorted-set key's content, with an index by (score, member) for ranges.
 #[derive(Clone, Debug, Default)]
 pub struct ZSetContent {
-    // foldhash rather than SipHash, as for the key space (`KeyMap`).
-    members: IndexMap<Bytes, Member, foldhash::fast::RandomState>,
+    members: PieceMap<Member>,
     by_score: BTreeSet<(Score, Bytes)>,
     acc: Accumulator,
 }
@@ -87,15 +86,9 @@ impl ZSetContent {
             return None;
         }
         // The score index shares the map's (detached) copy of the name.
-        let i = match self.members.get_index_of(&name[..]) {
-            Some(i) => i,
-            None => {
-                self.members
-                    .insert_full(detach(name.clone()), Member::default())
-                    .0
-            }
-        };
-        let (name, m) = self.members.get_index_mut(i)?;
+        let (name, m) = self
+            .members
+            .get_or_insert_with(name, || detach(name.clone()));
         let name = name.clone();
         let was_present = m.tags.is_present();
         if was_present {
@@ -192,10 +185,13 @@ impl ZSetContent {
 
     /// Drops causally stable metadata (scores do not change).
     pub fn collect(&mut self, stable: &VersionVector) {
-        for m in self.members.values_mut() {
-            m.tags.collect(stable);
-            m.score.collect(stable);
-        }
+        self.members.update_where(
+            |m| !m.tags.settled() || !m.score.settled(),
+            |m| {
+                m.tags.collect(stable);
+                m.score.collect(stable);
+            },
+        );
     }
 
     /// Metadata items held.
@@ -216,7 +212,7 @@ impl ZSetContent {
     /// score index and the digest are derived, so not written.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         codec::put_varint(out, self.members.len() as u64);
-        for (name, m) in &self.members {
+        for (name, m) in self.members.iter() {
             codec::put_bytes(out, name);
             m.tags.encode(out);
             m.score.encode(out);
@@ -227,7 +223,7 @@ impl ZSetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = ZSetContent {
-            members: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
+            members: PieceMap::with_capacity(codec::prealloc(n)),
             by_score: BTreeSet::new(),
             acc: Accumulator::default(),
         };
