@@ -231,15 +231,17 @@ impl Entry {
     }
 
     /// Whether [`collect`](Self::collect) would change nothing at any
-    /// frontier, as far as O(1) checks tell: strings and the expiry are
-    /// checked, lists hold nothing collectable, and a set, hash or sorted
-    /// set counts as unsettled.
+    /// frontier, in O(1): strings and the expiry are checked, lists hold
+    /// nothing collectable, and a set, hash or sorted set counts the
+    /// members it could still collect.
     pub(crate) fn settled(&self) -> bool {
         self.expiry.settled()
             && self.contents.iter().all(|c| match c {
                 Content::String(s) => s.settled(),
                 Content::List(_) => true,
-                Content::Set(_) | Content::ZSet(_) | Content::Hash(_) => false,
+                Content::Set(s) => s.settled(),
+                Content::ZSet(z) => z.settled(),
+                Content::Hash(h) => h.settled(),
             })
     }
 

@@ -33,6 +33,15 @@ impl Field {
 pub struct HashContent {
     fields: PieceMap<Field>,
     acc: Accumulator,
+    /// Fields that collecting could still shrink: while none is, collection
+    /// passes skip the hash instead of visiting every field.
+    unsettled: usize,
+}
+
+impl Field {
+    fn unsettled(&self) -> bool {
+        !self.tags.settled() || !self.value.settled()
+    }
 }
 
 impl HashContent {
@@ -52,12 +61,16 @@ impl HashContent {
         if field.tags.is_present() {
             self.acc.sub(field.hash(name));
         }
+        let was = field.unsettled();
         let r = f(field);
-        if field.tags.is_present() {
+        let present = field.tags.is_present();
+        let now = present && field.unsettled();
+        if present {
             self.acc.add(field.hash(name));
         } else {
             self.fields.swap_remove(name);
         }
+        self.unsettled = self.unsettled + usize::from(now) - usize::from(was);
         Some(r)
     }
 
@@ -137,13 +150,20 @@ impl HashContent {
 
     /// Drops causally stable metadata.
     pub fn collect(&mut self, stable: &VersionVector) {
-        self.fields.update_where(
-            |f| !f.tags.settled() || !f.value.settled(),
-            |f| {
-                f.tags.collect(stable);
-                f.value.collect(stable);
-            },
-        );
+        if self.unsettled == 0 {
+            return;
+        }
+        self.fields.update_where(Field::unsettled, |f| {
+            f.tags.collect(stable);
+            f.value.collect(stable);
+        });
+        self.unsettled = self.fields.values().filter(|f| f.unsettled()).count();
+    }
+
+    /// Whether [`collect`](Self::collect) would change nothing, at any
+    /// frontier (O(1)).
+    pub fn settled(&self) -> bool {
+        self.unsettled == 0
     }
 
     /// Metadata items held.
@@ -177,6 +197,7 @@ impl HashContent {
         let mut c = HashContent {
             fields: PieceMap::with_capacity(codec::prealloc(n)),
             acc: Accumulator::default(),
+            unsettled: 0,
         };
         for _ in 0..n {
             let offset = r.pos();
@@ -185,6 +206,7 @@ impl HashContent {
             let value = Counter::decode(r)?;
             let field = Field { tags, value };
             c.acc.add(field.hash(&name));
+            c.unsettled += usize::from(field.unsettled());
             if c.fields.insert(name, field).is_some() {
                 return Err(DecodeError::NonCanonical {
                     offset,
@@ -193,5 +215,65 @@ impl HashContent {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::hlc::Hlc;
+    use crate::crdt::id::Dot;
+    use crate::crdt::RegionId;
+
+    fn tag(region: u16, seq: u64) -> Tag {
+        Tag {
+            dot: Dot::new(RegionId(region), seq),
+            hlc: Hlc(seq),
+        }
+    }
+
+    fn seen(upto: &[(u16, u64)]) -> VersionVector {
+        let mut vv = VersionVector::new();
+        for &(r, s) in upto {
+            vv.raise(RegionId(r), s);
+        }
+        vv
+    }
+
+    /// Concurrent HSETs leave a field with two tags and two values until
+    /// both are stable; the hash knows it without visiting its fields.
+    #[test]
+    fn counts_fields_with_collectable_metadata() {
+        let mut h = HashContent::default();
+        let none = VersionVector::new();
+        for i in 0..10_000u64 {
+            h.set(
+                Bytes::from(format!("f{i}")),
+                Bytes::from("v"),
+                tag(1, i + 1),
+                &none,
+            );
+        }
+        assert!(h.settled());
+        assert!(h.set(Bytes::from("f1"), Bytes::from("w"), tag(2, 1), &none));
+        assert!(!h.settled());
+        assert_eq!(h.unsettled, 1);
+        // A write that saw both settles the field again.
+        h.set(
+            Bytes::from("f1"),
+            Bytes::from("x"),
+            tag(2, 2),
+            &seen(&[(1, 10_000), (2, 1)]),
+        );
+        assert!(h.settled());
+        h.set(Bytes::from("f3"), Bytes::from("y"), tag(2, 3), &none);
+        h.remove(&Bytes::from("f3"), &seen(&[(1, 10_000), (2, 3)]));
+        assert!(h.settled(), "a removed field leaves nothing to collect");
+        h.set(Bytes::from("f4"), Bytes::from("z"), tag(2, 4), &none);
+        assert!(!h.settled());
+        h.collect(&seen(&[(1, 10_000), (2, 4)]));
+        assert!(h.settled());
+        // Region 1's write has the later HLC (5 against 4): it wins.
+        assert_eq!(h.get(b"f4").map(|(v, _)| v), Some(Bytes::from("v")));
     }
 }

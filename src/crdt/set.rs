@@ -16,6 +16,9 @@ use super::vv::VersionVector;
 pub struct SetContent {
     members: PieceMap<Tags>,
     acc: Accumulator,
+    /// Members whose tags [`Tags::collect`] could still shrink: while none
+    /// does, collection passes skip the set instead of visiting every member.
+    unsettled: usize,
 }
 
 fn member_hash(m: &[u8]) -> u128 {
@@ -31,7 +34,9 @@ impl SetContent {
         if !tags.is_present() {
             self.acc.add(member_hash(&member));
         }
+        let was = !tags.settled();
         tags.add(tag, ctx);
+        self.unsettled = self.unsettled + usize::from(!tags.settled()) - usize::from(was);
     }
 
     /// Removes the adds of `member` the remover had seen. Returns whether an
@@ -40,7 +45,10 @@ impl SetContent {
         let Some(tags) = self.members.get_mut(member) else {
             return false;
         };
+        let was = !tags.settled();
         let survived = tags.remove_observed(ctx);
+        let now = survived && !tags.settled();
+        self.unsettled = self.unsettled + usize::from(now) - usize::from(was);
         if !survived {
             self.members.swap_remove(member);
             self.acc.sub(member_hash(member));
@@ -58,6 +66,17 @@ impl SetContent {
             }
             keep
         });
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.unsettled = self.members.values().filter(|t| !t.settled()).count();
+    }
+
+    /// Whether [`collect`](Self::collect) would change nothing, at any
+    /// frontier (O(1)).
+    pub fn settled(&self) -> bool {
+        self.unsettled == 0
     }
 
     /// Whether `member` is present.
@@ -92,8 +111,11 @@ impl SetContent {
 
     /// Drops causally stable metadata.
     pub fn collect(&mut self, stable: &VersionVector) {
-        self.members
-            .update_where(|tags| !tags.settled(), |tags| tags.collect(stable));
+        if self.unsettled > 0 {
+            self.members
+                .update_where(|tags| !tags.settled(), |tags| tags.collect(stable));
+            self.recount();
+        }
     }
 
     /// Metadata items held (one per live tag).
@@ -122,12 +144,14 @@ impl SetContent {
         let mut c = SetContent {
             members: PieceMap::with_capacity(codec::prealloc(n)),
             acc: Accumulator::default(),
+            unsettled: 0,
         };
         for _ in 0..n {
             let offset = r.pos();
             let m = r.owned("member")?;
             let tags = Tags::decode(r)?;
             c.acc.add(member_hash(&m));
+            c.unsettled += usize::from(!tags.settled());
             if c.members.insert(m, tags).is_some() {
                 return Err(DecodeError::NonCanonical {
                     offset,
@@ -136,5 +160,52 @@ impl SetContent {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::hlc::Hlc;
+    use crate::crdt::id::Dot;
+    use crate::crdt::RegionId;
+
+    fn tag(region: u16, seq: u64) -> Tag {
+        Tag {
+            dot: Dot::new(RegionId(region), seq),
+            hlc: Hlc(seq),
+        }
+    }
+
+    fn seen(upto: &[(u16, u64)]) -> VersionVector {
+        let mut vv = VersionVector::new();
+        for &(r, s) in upto {
+            vv.raise(RegionId(r), s);
+        }
+        vv
+    }
+
+    /// Concurrent adds leave a member with two tags until both are stable;
+    /// the set knows it without visiting its members.
+    #[test]
+    fn counts_members_with_collectable_tags() {
+        let mut s = SetContent::default();
+        let none = VersionVector::new();
+        for i in 0..10_000u64 {
+            s.add(Bytes::from(format!("m{i}")), tag(1, i + 1), &none);
+        }
+        assert!(s.settled(), "one writer leaves one tag per member");
+        s.add(Bytes::from("m1"), tag(2, 1), &none);
+        s.add(Bytes::from("m2"), tag(2, 2), &seen(&[(2, 1)]));
+        assert!(!s.settled());
+        assert_eq!(s.unsettled, 2);
+        // A remove that saw one of m2's tags leaves it one.
+        assert!(s.remove(b"m2", &seen(&[(1, 3)])));
+        assert_eq!(s.unsettled, 1);
+        let before = s.metadata_len();
+        s.collect(&seen(&[(1, 10_000), (2, 1)]));
+        assert!(s.settled());
+        assert_eq!(s.metadata_len(), before - 1);
+        assert_eq!(s.metadata_len(), s.len());
     }
 }

@@ -73,6 +73,15 @@ pub struct ZSetContent {
     members: PieceMap<Member>,
     by_score: BTreeSet<(Score, Bytes)>,
     acc: Accumulator,
+    /// Members that collecting could still shrink: while none is,
+    /// collection passes skip the sorted set instead of visiting every member.
+    unsettled: usize,
+}
+
+impl Member {
+    fn unsettled(&self) -> bool {
+        !self.tags.settled() || !self.score.settled()
+    }
 }
 
 impl ZSetContent {
@@ -95,14 +104,18 @@ impl ZSetContent {
             self.acc.sub(member_hash(&name, m.shown));
             self.by_score.remove(&(Score::new(m.shown), name.clone()));
         }
+        let was = m.unsettled();
         let r = f(m);
-        if m.tags.is_present() {
+        let present = m.tags.is_present();
+        let now = present && m.unsettled();
+        if present {
             m.shown = visible_score(&m.score);
             self.acc.add(member_hash(&name, m.shown));
             self.by_score.insert((Score::new(m.shown), name.clone()));
         } else {
             self.members.swap_remove(&name);
         }
+        self.unsettled = self.unsettled + usize::from(now) - usize::from(was);
         Some(r)
     }
 
@@ -185,13 +198,20 @@ impl ZSetContent {
 
     /// Drops causally stable metadata (scores do not change).
     pub fn collect(&mut self, stable: &VersionVector) {
-        self.members.update_where(
-            |m| !m.tags.settled() || !m.score.settled(),
-            |m| {
-                m.tags.collect(stable);
-                m.score.collect(stable);
-            },
-        );
+        if self.unsettled == 0 {
+            return;
+        }
+        self.members.update_where(Member::unsettled, |m| {
+            m.tags.collect(stable);
+            m.score.collect(stable);
+        });
+        self.unsettled = self.members.values().filter(|m| m.unsettled()).count();
+    }
+
+    /// Whether [`collect`](Self::collect) would change nothing, at any
+    /// frontier (O(1)).
+    pub fn settled(&self) -> bool {
+        self.unsettled == 0
     }
 
     /// Metadata items held.
@@ -226,6 +246,7 @@ impl ZSetContent {
             members: PieceMap::with_capacity(codec::prealloc(n)),
             by_score: BTreeSet::new(),
             acc: Accumulator::default(),
+            unsettled: 0,
         };
         for _ in 0..n {
             let offset = r.pos();
@@ -241,8 +262,53 @@ impl ZSetContent {
             }
             c.acc.add(member_hash(&name, shown));
             c.by_score.insert((Score::new(shown), name.clone()));
-            c.members.insert(name, Member { tags, score, shown });
+            let m = Member { tags, score, shown };
+            c.unsettled += usize::from(m.unsettled());
+            c.members.insert(name, m);
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::hlc::Hlc;
+    use crate::crdt::id::Dot;
+    use crate::crdt::RegionId;
+
+    fn tag(region: u16, seq: u64) -> Tag {
+        Tag {
+            dot: Dot::new(RegionId(region), seq),
+            hlc: Hlc(seq),
+        }
+    }
+
+    fn seen(upto: &[(u16, u64)]) -> VersionVector {
+        let mut vv = VersionVector::new();
+        for &(r, s) in upto {
+            vv.raise(RegionId(r), s);
+        }
+        vv
+    }
+
+    /// Concurrent ZADDs leave a member with two tags and two scores until
+    /// both are stable; the sorted set knows it without visiting members.
+    #[test]
+    fn counts_members_with_collectable_metadata() {
+        let mut z = ZSetContent::default();
+        let none = VersionVector::new();
+        for i in 0..10_000u64 {
+            z.add(Bytes::from(format!("m{i}")), i as f64, tag(1, i + 1), &none);
+        }
+        assert!(z.settled());
+        z.add(Bytes::from("m5"), 0.5, tag(2, 1), &none);
+        assert!(!z.settled());
+        let before = z.metadata_len();
+        z.collect(&seen(&[(1, 10_000), (2, 1)]));
+        assert!(z.settled());
+        assert!(z.metadata_len() < before);
+        // Region 1's write has the later HLC (6 against 1): it wins.
+        assert_eq!(z.score(b"m5"), Some(5.0));
     }
 }
