@@ -1,67 +1,72 @@
 //! The member map of sets, hashes and sorted sets: an insertion-ordered map
-//! that, once large, is split by member hash into pieces that are shared
-//! copy-on-write and grow on their own.
+//! kept in pieces of at most [`PIECE_MAX`] members, shared copy-on-write,
+//! that split one at a time as the map grows (extendible hashing).
 //!
 //! Why: a snapshot shares every key with the live state, and the first write
 //! to a key it shares copies that key under the keyspace lock. One map of
 //! three million members took 350 ms to copy, and as long again to grow its
-//! hash table, stalling every client. Split into [`PIECES`] pieces, a write
-//! copies and grows one piece: 1/256 of the work. Random picks (SPOP,
-//! SRANDMEMBER, HRANDFIELD) still index in O(pieces), not O(members).
+//! hash table, stalling every client. In pieces, a write copies one piece
+//! and a growing map splits one piece: microseconds, whatever the size.
+//! Random picks (SPOP, SRANDMEMBER, HRANDFIELD) index in O(pieces).
 //!
 //! Pure: no I/O.
 
 use bytes::Bytes;
+use indexmap::map::RawEntryApiV1;
 use indexmap::IndexMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-/// Members beyond which a map is split into pieces. Below it one map, so
-/// small collections cost no more than before.
-pub const SPLIT_AT: usize = 4096;
-/// Pieces of a split map.
-pub const PIECES: usize = 256;
+/// Most members a piece holds before it splits in two (one that cannot be
+/// split, all its members' hashes alike to [`MAX_DEPTH`] bits, grows on).
+pub const PIECE_MAX: usize = 8192;
+/// Most hash bits that tell pieces apart.
+const MAX_DEPTH: u8 = 40;
 
-// foldhash rather than SipHash, as for the key space (`KeyMap`).
-type Piece<V> = IndexMap<Bytes, V, foldhash::fast::RandomState>;
+type Piece<V> = IndexMap<Bytes, V, MemberHasher>;
 
-/// Which piece a member goes to: a fixed hash, so that a map decoded from a
-/// snapshot splits as the one encoded did and keeps its order.
-///
-/// The pieces are unequal on purpose: piece `i` takes a share of the hash
-/// space proportional to 2^(i/PIECES), so their sizes spread evenly over a
-/// factor of two. Equal pieces would all reach a power of two together and
-/// regrow their tables at once (measured: a 77 ms stall at 4M fields); these
-/// regrow one at a time.
-fn piece_of(key: &[u8]) -> usize {
-    const PLACE: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6272_6169_64);
-    static ENDS: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(piece_ends);
-    let h = PLACE.hash_one(key);
-    ENDS.partition_point(|&end| end <= h).min(PIECES - 1)
+/// One hash of a member serves both to place it in a piece and to find it
+/// there (a lookup hashes once). foldhash rather than SipHash, as for the
+/// key space (`KeyMap`), seeded per process against collision floods.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemberHasher;
+
+static SEED: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+impl BuildHasher for MemberHasher {
+    type Hasher = foldhash::fast::FoldHasher<'static>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        SEED.build_hasher()
+    }
 }
 
-/// Where each piece's share of the hash space ends (exclusive; the last one
-/// takes everything above the one before it).
-fn piece_ends() -> Vec<u64> {
-    let weight = |i: usize| (i as f64 / PIECES as f64).exp2();
-    let total: f64 = (0..PIECES).map(weight).sum();
-    let mut sum = 0.0;
-    (0..PIECES)
-        .map(|i| {
-            sum += weight(i);
-            // Saturates at u64::MAX for the last piece.
-            (sum / total * u64::MAX as f64) as u64
-        })
-        .collect()
+fn hash(key: &[u8]) -> u64 {
+    MemberHasher.hash_one(key)
 }
 
-/// An insertion-ordered map from member names, copied and grown in pieces
-/// once it holds more than [`SPLIT_AT`] members. Its order is the pieces'
-/// orders one after another; removal swaps the piece's last member in.
+/// Placement uses bits 55 down to 16 of the hash: a piece's table finds
+/// slots by the low bits and tells members apart by the top seven, which
+/// must not be the same for every member of a piece.
+const PLACE_TOP: u32 = 56;
+
+/// Bit `d` of the placement bits, counting from the top.
+fn bit(h: u64, d: u8) -> bool {
+    (h >> (PLACE_TOP - 1 - u32::from(d))) & 1 == 1
+}
+
+/// An insertion-ordered map from member names, kept in pieces. Its order is
+/// the pieces' orders one after another; removal swaps the piece's last
+/// member into the gap, and a split moves members to a new, last piece.
 #[derive(Debug)]
 pub struct PieceMap<V> {
-    /// One piece, or [`PIECES`] of them (split maps stay split).
+    /// The pieces, in the map's order.
     pieces: Vec<Arc<Piece<V>>>,
+    /// How many top bits of the placement hash each piece is told apart by.
+    depths: Vec<u8>,
+    /// The piece of each value of the top `depth` bits of the placement hash.
+    dir: Vec<u32>,
+    depth: u8,
     len: usize,
 }
 
@@ -69,6 +74,9 @@ impl<V> Default for PieceMap<V> {
     fn default() -> Self {
         PieceMap {
             pieces: vec![Arc::new(Piece::default())],
+            depths: vec![0],
+            dir: vec![0],
+            depth: 0,
             len: 0,
         }
     }
@@ -79,30 +87,50 @@ impl<V> Clone for PieceMap<V> {
     fn clone(&self) -> Self {
         PieceMap {
             pieces: self.pieces.clone(),
+            depths: self.depths.clone(),
+            dir: self.dir.clone(),
+            depth: self.depth,
             len: self.len,
         }
     }
 }
 
 impl<V: Clone> PieceMap<V> {
-    /// An empty map with room for `n` members in its one piece (a map that
-    /// will split gets its room when it does).
+    /// An empty map with room for `n` members in its first piece (a larger
+    /// map makes its room as it splits).
     pub fn with_capacity(n: usize) -> Self {
         PieceMap {
             pieces: vec![Arc::new(Piece::with_capacity_and_hasher(
-                n.min(SPLIT_AT + 1),
+                n.min(PIECE_MAX),
                 Default::default(),
             ))],
-            len: 0,
+            ..PieceMap::default()
         }
     }
 
-    fn index(&self, key: &[u8]) -> usize {
-        if self.pieces.len() == 1 {
+    /// The piece a member of hash `h` belongs in.
+    fn slot(&self, h: u64) -> usize {
+        if self.depth == 0 {
             0
         } else {
-            piece_of(key)
+            let top = h >> (PLACE_TOP - u32::from(self.depth));
+            self.dir[(top & ((1 << self.depth) - 1)) as usize] as usize
         }
+    }
+
+    #[cfg(test)]
+    fn index(&self, key: &[u8]) -> usize {
+        self.slot(hash(key))
+    }
+
+    /// The piece of `key` and its position there.
+    fn find(&self, key: &[u8]) -> (usize, Option<usize>) {
+        let h = hash(key);
+        let i = self.slot(h);
+        let at = self.pieces[i]
+            .raw_entry_v1()
+            .index_from_hash(h, |k| k[..] == *key);
+        (i, at)
     }
 
     /// Number of members.
@@ -115,28 +143,26 @@ impl<V: Clone> PieceMap<V> {
         self.len == 0
     }
 
-    /// Whether the map is split into pieces.
-    pub fn is_split(&self) -> bool {
-        self.pieces.len() > 1
-    }
-
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&V> {
-        self.pieces[self.index(key)].get(key)
+        let h = hash(key);
+        self.pieces[self.slot(h)]
+            .raw_entry_v1()
+            .from_hash(h, |k| k[..] == *key)
+            .map(|(_, v)| v)
     }
 
     /// Whether `key` is a member.
     pub fn contains_key(&self, key: &[u8]) -> bool {
-        self.pieces[self.index(key)].contains_key(key)
+        self.find(key).1.is_some()
     }
 
     /// The member's own name and its value, to change (copies its piece if
     /// shared).
     pub fn get_full_mut(&mut self, key: &[u8]) -> Option<(&Bytes, &mut V)> {
-        let i = self.index(key);
         // Looked up before `make_mut`: a miss copies nothing.
-        let at = self.pieces[i].get_index_of(key)?;
-        Arc::make_mut(&mut self.pieces[i]).get_index_mut(at)
+        let (i, at) = self.find(key);
+        Arc::make_mut(&mut self.pieces[i]).get_index_mut(at?)
     }
 
     /// The value of `key`, to change (copies its piece if shared).
@@ -154,28 +180,24 @@ impl<V: Clone> PieceMap<V> {
     where
         V: Default,
     {
-        let mut i = self.index(key);
-        let at = match self.pieces[i].get_index_of(key) {
-            Some(at) => Some(at),
-            None => {
-                self.insert(name(), V::default());
-                // The insert may have split the map.
-                i = self.index(key);
-                self.pieces[i].get_index_of(key)
-            }
-        };
+        let (mut i, mut at) = self.find(key);
+        if at.is_none() {
+            self.insert(name(), V::default());
+            // The insert may have split the map.
+            (i, at) = self.find(key);
+        }
         at.and_then(|at| Arc::make_mut(&mut self.pieces[i]).get_index_mut(at))
             .expect("a member found or just inserted is in its piece")
     }
 
     /// Inserts or replaces; returns the value replaced.
     pub fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
-        let i = self.index(&key);
+        let i = self.slot(hash(&key));
         let old = Arc::make_mut(&mut self.pieces[i]).insert(key, value);
         if old.is_none() {
             self.len += 1;
-            if self.len > SPLIT_AT && !self.is_split() {
-                self.split();
+            if self.pieces[i].len() > PIECE_MAX {
+                self.split(i);
             }
         }
         old
@@ -183,15 +205,10 @@ impl<V: Clone> PieceMap<V> {
 
     /// Removes `key`, moving the last member of its piece into its place.
     pub fn swap_remove(&mut self, key: &[u8]) -> Option<V> {
-        let i = self.index(key);
-        if !self.pieces[i].contains_key(key) {
-            return None;
-        }
-        let old = Arc::make_mut(&mut self.pieces[i]).swap_remove(key);
-        if old.is_some() {
-            self.len -= 1;
-        }
-        old
+        let (i, at) = self.find(key);
+        let (_, old) = Arc::make_mut(&mut self.pieces[i]).swap_remove_index(at?)?;
+        self.len -= 1;
+        Some(old)
     }
 
     /// Keeps the members `keep` says to (copies every piece that loses one,
@@ -244,20 +261,41 @@ impl<V: Clone> PieceMap<V> {
         None
     }
 
-    /// Moves the members into [`PIECES`] pieces, each keeping their order.
-    fn split(&mut self) {
-        let Some(one) = self.pieces.pop() else {
+    /// Splits piece `p` in two by the next bit of the placement hash; the
+    /// members whose bit is set move, in order, to a new last piece.
+    fn split(&mut self, p: usize) {
+        let d = self.depths[p];
+        if d >= MAX_DEPTH {
             return;
-        };
-        let one = Arc::try_unwrap(one).unwrap_or_else(|shared| (*shared).clone());
-        let room = 2 * one.len() / PIECES;
-        let mut pieces: Vec<Piece<V>> = (0..PIECES)
-            .map(|_| Piece::with_capacity_and_hasher(room, Default::default()))
-            .collect();
-        for (k, v) in one {
-            pieces[piece_of(&k)].insert(k, v);
         }
-        self.pieces = pieces.into_iter().map(Arc::new).collect();
+        if d == self.depth {
+            // Every directory slot becomes two.
+            self.dir = self.dir.iter().flat_map(|&i| [i, i]).collect();
+            self.depth += 1;
+        }
+        let q = self.pieces.len();
+        let old = Arc::try_unwrap(std::mem::take(&mut self.pieces[p]))
+            .unwrap_or_else(|shared| (*shared).clone());
+        let half = old.len() / 2 + 1;
+        let mut stay = Piece::with_capacity_and_hasher(half, Default::default());
+        let mut moved = Piece::with_capacity_and_hasher(half, Default::default());
+        for (k, v) in old {
+            if bit(hash(&k), d) {
+                moved.insert(k, v);
+            } else {
+                stay.insert(k, v);
+            }
+        }
+        self.pieces[p] = Arc::new(stay);
+        self.pieces.push(Arc::new(moved));
+        self.depths[p] = d + 1;
+        self.depths.push(d + 1);
+        let shift = u32::from(self.depth - 1 - d);
+        for (slot, piece) in self.dir.iter_mut().enumerate() {
+            if *piece as usize == p && (slot >> shift) & 1 == 1 {
+                *piece = q as u32;
+            }
+        }
     }
 }
 
@@ -271,17 +309,34 @@ mod tests {
         Bytes::from(format!("member:{i}"))
     }
 
+    /// The directory sends every member to the piece that holds it.
+    fn check(m: &PieceMap<u32>) {
+        assert_eq!(m.pieces.len(), m.depths.len());
+        assert_eq!(m.dir.len(), 1 << m.depth);
+        assert_eq!(m.pieces.iter().map(|p| p.len()).sum::<usize>(), m.len());
+        for (i, piece) in m.pieces.iter().enumerate() {
+            for k in piece.keys() {
+                assert_eq!(m.index(k), i, "member {k:?} is found where it is");
+            }
+        }
+    }
+
     #[test]
-    fn splits_past_the_threshold_and_keeps_every_member() {
+    fn pieces_split_one_at_a_time_and_keep_every_member() {
         let mut m: PieceMap<u32> = PieceMap::default();
-        for i in 0..SPLIT_AT as u32 {
+        for i in 0..PIECE_MAX as u32 {
             assert_eq!(m.insert(name(i), i), None);
         }
-        assert!(!m.is_split());
-        m.insert(name(SPLIT_AT as u32), 0);
-        assert!(m.is_split());
-        assert_eq!(m.len(), SPLIT_AT + 1);
-        for i in 0..SPLIT_AT as u32 {
+        assert_eq!(m.pieces.len(), 1, "a small map is one piece");
+        let n = 40 * PIECE_MAX as u32;
+        for i in PIECE_MAX as u32..n {
+            assert_eq!(m.insert(name(i), i), None);
+        }
+        assert_eq!(m.len(), n as usize);
+        assert!(m.pieces.len() >= 40);
+        assert!(m.pieces.iter().all(|p| p.len() <= PIECE_MAX));
+        check(&m);
+        for i in 0..n {
             assert_eq!(m.get(&name(i)), Some(&i));
         }
         assert_eq!(m.iter().count(), m.len());
@@ -296,27 +351,9 @@ mod tests {
     }
 
     #[test]
-    fn piece_sizes_spread_over_a_factor_of_two() {
-        let mut sizes = vec![0usize; PIECES];
-        for i in 0..(PIECES as u32 * 2000) {
-            sizes[piece_of(&name(i))] += 1;
-        }
-        let (first, last) = (
-            sizes[..16].iter().sum::<usize>(),
-            sizes[PIECES - 16..].iter().sum::<usize>(),
-        );
-        let ratio = last as f64 / first as f64;
-        assert!(
-            (1.7..2.2).contains(&ratio),
-            "last pieces / first pieces = {ratio}"
-        );
-        assert!(sizes.iter().all(|&n| n > 0));
-    }
-
-    #[test]
     fn a_write_to_a_clone_copies_one_piece_only() {
         let mut m: PieceMap<u32> = PieceMap::default();
-        for i in 0..3 * SPLIT_AT as u32 {
+        for i in 0..10 * PIECE_MAX as u32 {
             m.insert(name(i), i);
         }
         let frozen = m.clone();
@@ -327,7 +364,7 @@ mod tests {
             .zip(&frozen.pieces)
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
-        assert_eq!(shared, PIECES - 1);
+        assert_eq!(shared, m.pieces.len() - 1);
         assert_eq!(frozen.get(&name(7)), Some(&7), "the clone does not change");
         assert_eq!(m.get(&name(7)), Some(&1_000_000));
     }
@@ -335,7 +372,7 @@ mod tests {
     #[test]
     fn update_where_copies_only_the_pieces_it_changes() {
         let mut m: PieceMap<u32> = PieceMap::default();
-        for i in 0..3 * SPLIT_AT as u32 {
+        for i in 0..10 * PIECE_MAX as u32 {
             m.insert(name(i), i);
         }
         let frozen = m.clone();
@@ -353,22 +390,15 @@ mod tests {
     }
 
     #[test]
-    fn inserting_in_the_iteration_order_rebuilds_the_same_order() {
+    fn members_whose_hashes_agree_still_fit() {
+        // Past MAX_DEPTH a piece no longer splits: it grows on, unharmed.
         let mut m: PieceMap<u32> = PieceMap::default();
-        for i in 0..2 * SPLIT_AT as u32 {
+        m.depths[0] = MAX_DEPTH;
+        for i in 0..3 * PIECE_MAX as u32 {
             m.insert(name(i), i);
         }
-        for i in (0..2 * SPLIT_AT as u32).step_by(3) {
-            m.swap_remove(&name(i));
-        }
-        let mut again: PieceMap<u32> = PieceMap::with_capacity(m.len());
-        for (k, v) in m.iter() {
-            again.insert(k.clone(), *v);
-        }
-        assert!(
-            m.iter().eq(again.iter()),
-            "a snapshot round trip keeps the order"
-        );
+        assert_eq!(m.pieces.len(), 1);
+        assert_eq!(m.get(&name(5000)), Some(&5000));
     }
 
     #[derive(Debug, Clone)]
@@ -381,8 +411,8 @@ mod tests {
     }
 
     fn step() -> impl Strategy<Value = Step> {
-        // Members drawn from a range wide enough to cross SPLIT_AT.
-        let member = 0u16..(2 * SPLIT_AT as u16);
+        // Members drawn from a range wide enough for several splits.
+        let member = 0u16..(4 * PIECE_MAX as u16);
         prop_oneof![
             8 => (member.clone(), any::<u32>()).prop_map(|(k, v)| Step::Insert(k, v)),
             3 => member.clone().prop_map(Step::Remove),
@@ -425,6 +455,7 @@ mod tests {
                 }
                 prop_assert_eq!(m.len(), model.len());
             }
+            check(&m);
             let mut all: Vec<(Bytes, u32)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
             all.sort();
             prop_assert!(all.into_iter().eq(model.into_iter()));
