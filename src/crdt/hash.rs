@@ -1,7 +1,7 @@
 //! Hashes: an add-wins map whose field values are strings-with-counters.
 
-use super::pieces::PieceMap;
 use bytes::Bytes;
+use indexmap::IndexMap;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::counter::Counter;
@@ -31,7 +31,8 @@ impl Field {
 /// A hash key's content.
 #[derive(Clone, Debug, Default)]
 pub struct HashContent {
-    fields: PieceMap<Field>,
+    // foldhash rather than SipHash, as for the key space (`KeyMap`).
+    fields: IndexMap<Bytes, Field, foldhash::fast::RandomState>,
     acc: Accumulator,
     /// Fields that collecting could still shrink: while none is, collection
     /// passes skip the hash instead of visiting every field.
@@ -55,9 +56,11 @@ impl HashContent {
         if !create && !self.fields.contains_key(name) {
             return None;
         }
-        let (_, field) = self
-            .fields
-            .get_or_insert_with(name, || detach(name.clone()));
+        // Looked up first: `entry` needs the name by value.
+        let field = match self.fields.get_index_of(&name[..]) {
+            Some(i) => &mut self.fields[i],
+            None => self.fields.entry(detach(name.clone())).or_default(),
+        };
         if field.tags.is_present() {
             self.acc.sub(field.hash(name));
         }
@@ -153,10 +156,10 @@ impl HashContent {
         if self.unsettled == 0 {
             return;
         }
-        self.fields.update_where(Field::unsettled, |f| {
+        for f in self.fields.values_mut() {
             f.tags.collect(stable);
             f.value.collect(stable);
-        });
+        }
         self.unsettled = self.fields.values().filter(|f| f.unsettled()).count();
     }
 
@@ -183,7 +186,7 @@ impl HashContent {
     /// tags and value counter, in the local order.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         codec::put_varint(out, self.fields.len() as u64);
-        for (name, f) in self.fields.iter() {
+        for (name, f) in &self.fields {
             codec::put_bytes(out, name);
             f.tags.encode(out);
             f.value.encode(out);
@@ -195,7 +198,7 @@ impl HashContent {
         // Name, tags (count + one tag), empty counter (three bytes).
         let n = r.count("field count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = HashContent {
-            fields: PieceMap::with_capacity(codec::prealloc(n)),
+            fields: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
             acc: Accumulator::default(),
             unsettled: 0,
         };

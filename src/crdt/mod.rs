@@ -29,7 +29,6 @@ pub mod id;
 pub mod list;
 pub mod number;
 pub mod op;
-pub mod pieces;
 pub mod position;
 pub mod prepare;
 pub mod replica;

@@ -1,7 +1,7 @@
 //! Sets: add-wins OR-Set.
 
-use super::pieces::PieceMap;
 use bytes::Bytes;
+use indexmap::IndexMap;
 
 use super::codec::{self, DecodeError, Reader, MIN_BYTES, MIN_TAG};
 use super::detach::detach;
@@ -14,7 +14,8 @@ use super::vv::VersionVector;
 /// server can pick a random member in O(1) (SPOP, SRANDMEMBER).
 #[derive(Clone, Debug, Default)]
 pub struct SetContent {
-    members: PieceMap<Tags>,
+    // foldhash rather than SipHash, as for the key space (`KeyMap`).
+    members: IndexMap<Bytes, Tags, foldhash::fast::RandomState>,
     acc: Accumulator,
     /// Members whose tags [`Tags::collect`] could still shrink: while none
     /// does, collection passes skip the set instead of visiting every member.
@@ -28,9 +29,12 @@ fn member_hash(m: &[u8]) -> u128 {
 impl SetContent {
     /// Adds a member (SADD, SMOVE's add).
     pub fn add(&mut self, member: Bytes, tag: Tag, ctx: &VersionVector) {
-        let (_, tags) = self
-            .members
-            .get_or_insert_with(&member, || detach(member.clone()));
+        // Looked up first: `entry` needs the key by value, and cloning a
+        // shared `Bytes` to find a member already there costs two atomics.
+        let tags = match self.members.get_mut(&member[..]) {
+            Some(tags) => tags,
+            None => self.members.entry(detach(member.clone())).or_default(),
+        };
         if !tags.is_present() {
             self.acc.add(member_hash(&member));
         }
@@ -112,8 +116,9 @@ impl SetContent {
     /// Drops causally stable metadata.
     pub fn collect(&mut self, stable: &VersionVector) {
         if self.unsettled > 0 {
-            self.members
-                .update_where(|tags| !tags.settled(), |tags| tags.collect(stable));
+            for tags in self.members.values_mut() {
+                tags.collect(stable);
+            }
             self.recount();
         }
     }
@@ -132,7 +137,7 @@ impl SetContent {
     /// tags, in the local order (kept, so random picks stay the same).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         codec::put_varint(out, self.members.len() as u64);
-        for (m, tags) in self.members.iter() {
+        for (m, tags) in &self.members {
             codec::put_bytes(out, m);
             tags.encode(out);
         }
@@ -142,7 +147,7 @@ impl SetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG)?;
         let mut c = SetContent {
-            members: PieceMap::with_capacity(codec::prealloc(n)),
+            members: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
             acc: Accumulator::default(),
             unsettled: 0,
         };

@@ -2,6 +2,7 @@
 //! increments (ZINCRBY) that base had not seen.
 
 use bytes::Bytes;
+use indexmap::IndexMap;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
@@ -11,7 +12,6 @@ use super::detach::detach;
 use super::digest::{hash_parts, Accumulator};
 use super::id::{Stamp, Tag};
 use super::number::{Decimal, Delta};
-use super::pieces::PieceMap;
 use super::tags::Tags;
 use super::vv::VersionVector;
 
@@ -70,7 +70,8 @@ fn member_hash(m: &[u8], score: f64) -> u128 {
 /// A sorted-set key's content, with an index by (score, member) for ranges.
 #[derive(Clone, Debug, Default)]
 pub struct ZSetContent {
-    members: PieceMap<Member>,
+    // foldhash rather than SipHash, as for the key space (`KeyMap`).
+    members: IndexMap<Bytes, Member, foldhash::fast::RandomState>,
     by_score: BTreeSet<(Score, Bytes)>,
     acc: Accumulator,
     /// Members that collecting could still shrink: while none is,
@@ -95,9 +96,15 @@ impl ZSetContent {
             return None;
         }
         // The score index shares the map's (detached) copy of the name.
-        let (name, m) = self
-            .members
-            .get_or_insert_with(name, || detach(name.clone()));
+        let i = match self.members.get_index_of(&name[..]) {
+            Some(i) => i,
+            None => {
+                self.members
+                    .insert_full(detach(name.clone()), Member::default())
+                    .0
+            }
+        };
+        let (name, m) = self.members.get_index_mut(i)?;
         let name = name.clone();
         let was_present = m.tags.is_present();
         if was_present {
@@ -201,10 +208,10 @@ impl ZSetContent {
         if self.unsettled == 0 {
             return;
         }
-        self.members.update_where(Member::unsettled, |m| {
+        for m in self.members.values_mut() {
             m.tags.collect(stable);
             m.score.collect(stable);
-        });
+        }
         self.unsettled = self.members.values().filter(|m| m.unsettled()).count();
     }
 
@@ -232,7 +239,7 @@ impl ZSetContent {
     /// score index and the digest are derived, so not written.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         codec::put_varint(out, self.members.len() as u64);
-        for (name, m) in self.members.iter() {
+        for (name, m) in &self.members {
             codec::put_bytes(out, name);
             m.tags.encode(out);
             m.score.encode(out);
@@ -243,7 +250,7 @@ impl ZSetContent {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.count("member count", MIN_BYTES + 1 + MIN_TAG + 3)?;
         let mut c = ZSetContent {
-            members: PieceMap::with_capacity(codec::prealloc(n)),
+            members: IndexMap::with_capacity_and_hasher(codec::prealloc(n), Default::default()),
             by_score: BTreeSet::new(),
             acc: Accumulator::default(),
             unsettled: 0,
