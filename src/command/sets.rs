@@ -688,6 +688,40 @@ mod tests {
         assert_eq!(h.run(&["EXISTS", "t"]), int(0));
     }
 
+    /// Without peers, an SADD of members the set holds is a read, as in
+    /// Redis: nothing is logged, replicated or watched. With peers it is
+    /// written: the new tag is what wins over a concurrent SREM.
+    #[test]
+    fn sadd_of_held_members_is_written_only_with_peers() {
+        for alone in [true, false] {
+            let mut h = Harness::new();
+            h.ks.set_alone(alone);
+            assert_eq!(h.run(&["SADD", "s", "a", "b"]), int(2));
+            assert_eq!(h.ks.take_pending().len(), 1);
+            assert_eq!(h.run(&["SADD", "s", "a"]), int(0));
+            assert_eq!(h.run(&["SADD", "s", "b", "a", "b"]), int(0));
+            let written = h.ks.take_pending().len();
+            assert_eq!(written, if alone { 0 } else { 2 }, "alone: {alone}");
+            // A new member among them is written either way.
+            assert_eq!(h.run(&["SADD", "s", "a", "c"]), int(1));
+            assert_eq!(h.ks.take_pending().len(), 1);
+            assert_eq!(sorted(h.run(&["SMEMBERS", "s"])), strs(&["a", "b", "c"]));
+        }
+    }
+
+    #[test]
+    fn sadd_to_an_expired_set_writes_even_alone() {
+        let mut h = Harness::new();
+        h.ks.set_alone(true);
+        h.run(&["SADD", "s", "a"]);
+        h.run(&["PEXPIRE", "s", "1"]);
+        h.ks.take_pending();
+        h.now_ms += 10;
+        assert_eq!(h.run(&["SADD", "s", "a"]), int(1));
+        assert_eq!(h.ks.take_pending().len(), 1);
+        assert_eq!(h.run(&["SCARD", "s"]), int(1));
+    }
+
     #[test]
     fn spop_writes_one_srem_of_the_returned_members() {
         let mut h = setup();

@@ -309,7 +309,21 @@ impl State {
                 }
                 Effect::Persist
             }
-            Intent::SAdd(members) => Effect::SetAdd(dedup(members, |m| m)),
+            Intent::SAdd(members) => {
+                // Re-adding members a set holds matters only against a
+                // concurrent SREM, which needs another region. Without
+                // peers it changes nothing, and is not written: as in
+                // Redis, such an SADD is a read (docs/semantics.md).
+                let holds_all = match live {
+                    Some(Content::Set(s)) => members.iter().all(|m| s.contains(m)),
+                    _ => false,
+                };
+                if self.skip_held_adds() && holds_all && entry.is_some_and(|e| e.type_count() == 1)
+                {
+                    return Ok(None);
+                }
+                Effect::SetAdd(dedup(members, |m| m))
+            }
             Intent::SRem(members) => {
                 let Some(Content::Set(s)) = live else {
                     return Ok(None);

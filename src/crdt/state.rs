@@ -113,6 +113,9 @@ pub struct State {
     /// Whether every operation is stable once applied (see
     /// [`State::set_alone`]).
     alone: bool,
+    /// Whether an SADD of members the set holds is not written (see
+    /// [`State::set_skip_held_adds`]).
+    skip_held_adds: bool,
 }
 
 /// Default most conflict-detection traces a state holds (about 150 bytes
@@ -154,6 +157,7 @@ impl Default for State {
             tracing: true,
             deadline_moved: false,
             alone: false,
+            skip_held_adds: false,
         }
     }
 }
@@ -378,6 +382,20 @@ impl State {
     /// Whether the region has no peers (see [`set_alone`](Self::set_alone)).
     pub fn alone(&self) -> bool {
         self.alone
+    }
+
+    /// Declares that no remove can be concurrent with a local write (a
+    /// region without peers), so that an SADD of members the set already
+    /// holds changes nothing anyone can observe: it is then not written, as
+    /// Redis does not propagate it. With peers such a re-add is written:
+    /// its new tag is what wins over a concurrent SREM.
+    pub fn set_skip_held_adds(&mut self, skip: bool) {
+        self.skip_held_adds = skip;
+    }
+
+    /// See [`set_skip_held_adds`](Self::set_skip_held_adds).
+    pub fn skip_held_adds(&self) -> bool {
+        self.skip_held_adds
     }
 
     /// Whether new operations are traced (see [`set_tracing`](Self::set_tracing)).

@@ -174,9 +174,11 @@ impl Keyspace {
         self.clock.observe(state.max_hlc(), now_ms);
         let tracing = self.state.tracing();
         let alone = self.state.alone();
+        let skip_held_adds = self.state.skip_held_adds();
         self.state = state;
         self.state.set_tracing(tracing);
         self.state.set_alone(alone);
+        self.state.set_skip_held_adds(skip_held_adds);
         self.rebuild_deadlines();
         for w in self.watched.values_mut() {
             w.0 += 1;
@@ -190,9 +192,11 @@ impl Keyspace {
     }
 
     /// Declares the region without peers: every operation is stable once
-    /// applied (see [`State::set_alone`]).
+    /// applied (see [`State::set_alone`]), and an SADD of members already
+    /// held is not written (see [`State::set_skip_held_adds`]).
     pub fn set_alone(&mut self, alone: bool) {
         self.state.set_alone(alone);
+        self.state.set_skip_held_adds(alone);
     }
 
     /// Drops CRDT metadata that every region has seen (`stable`).
