@@ -224,23 +224,13 @@ impl HashContent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::hlc::Hlc;
-    use crate::crdt::id::Dot;
-    use crate::crdt::RegionId;
 
     fn tag(region: u16, seq: u64) -> Tag {
-        Tag {
-            dot: Dot::new(RegionId(region), seq),
-            hlc: Hlc(seq),
-        }
+        Tag::test(region, seq)
     }
 
     fn seen(upto: &[(u16, u64)]) -> VersionVector {
-        let mut vv = VersionVector::new();
-        for &(r, s) in upto {
-            vv.raise(RegionId(r), s);
-        }
-        vv
+        VersionVector::upto(upto)
     }
 
     /// Concurrent HSETs leave a field with two tags and two values until

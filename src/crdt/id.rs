@@ -81,6 +81,16 @@ impl Tag {
         }
     }
 
+    /// Region `region`'s write number `seq`, at HLC `seq`: a tag for unit
+    /// tests.
+    #[cfg(test)]
+    pub(crate) fn test(region: u16, seq: u64) -> Tag {
+        Tag {
+            dot: Dot::new(RegionId(region), seq),
+            hlc: Hlc(seq),
+        }
+    }
+
     /// The LWW stamp of this write.
     pub fn stamp(&self) -> Stamp {
         Stamp::new(self.hlc, self.dot.region)

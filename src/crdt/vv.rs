@@ -19,6 +19,17 @@ pub struct VersionVector {
 }
 
 impl VersionVector {
+    /// A version vector that has seen `upto`'s (region, sequence) pairs:
+    /// for unit tests.
+    #[cfg(test)]
+    pub(crate) fn upto(upto: &[(u16, Seq)]) -> Self {
+        let mut vv = VersionVector::new();
+        for &(r, s) in upto {
+            vv.raise(RegionId(r), s);
+        }
+        vv
+    }
+
     /// The empty vector: has seen nothing.
     pub fn new() -> Self {
         Self::default()
