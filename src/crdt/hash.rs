@@ -225,14 +225,6 @@ impl HashContent {
 mod tests {
     use super::*;
 
-    fn tag(region: u16, seq: u64) -> Tag {
-        Tag::test(region, seq)
-    }
-
-    fn seen(upto: &[(u16, u64)]) -> VersionVector {
-        VersionVector::upto(upto)
-    }
-
     /// Concurrent HSETs leave a field with two tags and two values until
     /// both are stable; the hash knows it without visiting its fields.
     #[test]
@@ -243,28 +235,31 @@ mod tests {
             h.set(
                 Bytes::from(format!("f{i}")),
                 Bytes::from("v"),
-                tag(1, i + 1),
+                Tag::test(1, i + 1),
                 &none,
             );
         }
         assert!(h.settled());
-        assert!(h.set(Bytes::from("f1"), Bytes::from("w"), tag(2, 1), &none));
+        assert!(h.set(Bytes::from("f1"), Bytes::from("w"), Tag::test(2, 1), &none));
         assert!(!h.settled());
         assert_eq!(h.unsettled, 1);
         // A write that saw both settles the field again.
         h.set(
             Bytes::from("f1"),
             Bytes::from("x"),
-            tag(2, 2),
-            &seen(&[(1, 10_000), (2, 1)]),
+            Tag::test(2, 2),
+            &VersionVector::upto(&[(1, 10_000), (2, 1)]),
         );
         assert!(h.settled());
-        h.set(Bytes::from("f3"), Bytes::from("y"), tag(2, 3), &none);
-        h.remove(&Bytes::from("f3"), &seen(&[(1, 10_000), (2, 3)]));
+        h.set(Bytes::from("f3"), Bytes::from("y"), Tag::test(2, 3), &none);
+        h.remove(
+            &Bytes::from("f3"),
+            &VersionVector::upto(&[(1, 10_000), (2, 3)]),
+        );
         assert!(h.settled(), "a removed field leaves nothing to collect");
-        h.set(Bytes::from("f4"), Bytes::from("z"), tag(2, 4), &none);
+        h.set(Bytes::from("f4"), Bytes::from("z"), Tag::test(2, 4), &none);
         assert!(!h.settled());
-        h.collect(&seen(&[(1, 10_000), (2, 4)]));
+        h.collect(&VersionVector::upto(&[(1, 10_000), (2, 4)]));
         assert!(h.settled());
         // Region 1's write has the later HLC (5 against 4): it wins.
         assert_eq!(h.get(b"f4").map(|(v, _)| v), Some(Bytes::from("v")));

@@ -172,14 +172,6 @@ impl SetContent {
 mod tests {
     use super::*;
 
-    fn tag(region: u16, seq: u64) -> Tag {
-        Tag::test(region, seq)
-    }
-
-    fn seen(upto: &[(u16, u64)]) -> VersionVector {
-        VersionVector::upto(upto)
-    }
-
     /// Concurrent adds leave a member with two tags until both are stable;
     /// the set knows it without visiting its members.
     #[test]
@@ -187,18 +179,22 @@ mod tests {
         let mut s = SetContent::default();
         let none = VersionVector::new();
         for i in 0..10_000u64 {
-            s.add(Bytes::from(format!("m{i}")), tag(1, i + 1), &none);
+            s.add(Bytes::from(format!("m{i}")), Tag::test(1, i + 1), &none);
         }
         assert!(s.settled(), "one writer leaves one tag per member");
-        s.add(Bytes::from("m1"), tag(2, 1), &none);
-        s.add(Bytes::from("m2"), tag(2, 2), &seen(&[(2, 1)]));
+        s.add(Bytes::from("m1"), Tag::test(2, 1), &none);
+        s.add(
+            Bytes::from("m2"),
+            Tag::test(2, 2),
+            &VersionVector::upto(&[(2, 1)]),
+        );
         assert!(!s.settled());
         assert_eq!(s.unsettled, 2);
         // A remove that saw one of m2's tags leaves it one.
-        assert!(s.remove(b"m2", &seen(&[(1, 3)])));
+        assert!(s.remove(b"m2", &VersionVector::upto(&[(1, 3)])));
         assert_eq!(s.unsettled, 1);
         let before = s.metadata_len();
-        s.collect(&seen(&[(1, 10_000), (2, 1)]));
+        s.collect(&VersionVector::upto(&[(1, 10_000), (2, 1)]));
         assert!(s.settled());
         assert_eq!(s.metadata_len(), before - 1);
         assert_eq!(s.metadata_len(), s.len());

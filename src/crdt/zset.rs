@@ -281,14 +281,6 @@ impl ZSetContent {
 mod tests {
     use super::*;
 
-    fn tag(region: u16, seq: u64) -> Tag {
-        Tag::test(region, seq)
-    }
-
-    fn seen(upto: &[(u16, u64)]) -> VersionVector {
-        VersionVector::upto(upto)
-    }
-
     /// Concurrent ZADDs leave a member with two tags and two scores until
     /// both are stable; the sorted set knows it without visiting members.
     #[test]
@@ -296,13 +288,18 @@ mod tests {
         let mut z = ZSetContent::default();
         let none = VersionVector::new();
         for i in 0..10_000u64 {
-            z.add(Bytes::from(format!("m{i}")), i as f64, tag(1, i + 1), &none);
+            z.add(
+                Bytes::from(format!("m{i}")),
+                i as f64,
+                Tag::test(1, i + 1),
+                &none,
+            );
         }
         assert!(z.settled());
-        z.add(Bytes::from("m5"), 0.5, tag(2, 1), &none);
+        z.add(Bytes::from("m5"), 0.5, Tag::test(2, 1), &none);
         assert!(!z.settled());
         let before = z.metadata_len();
-        z.collect(&seen(&[(1, 10_000), (2, 1)]));
+        z.collect(&VersionVector::upto(&[(1, 10_000), (2, 1)]));
         assert!(z.settled());
         assert!(z.metadata_len() < before);
         // Region 1's write has the later HLC (6 against 1): it wins.
