@@ -385,7 +385,7 @@ impl State {
     }
 
     /// Declares that no remove can be concurrent with a local write (a
-    /// region without peers), so that an SADD of members the set already
+    /// region without replication), so that an SADD of members the set already
     /// holds changes nothing anyone can observe: it is then not written, as
     /// Redis does not propagate it. With peers such a re-add is written:
     /// its new tag is what wins over a concurrent SREM.

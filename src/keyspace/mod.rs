@@ -191,9 +191,10 @@ impl Keyspace {
         self.state.set_tracing(on);
     }
 
-    /// Declares the region without peers: every operation is stable once
-    /// applied (see [`State::set_alone`]), and an SADD of members already
-    /// held is not written (see [`State::set_skip_held_adds`]).
+    /// Declares the region without replication (no peers, none can join):
+    /// every operation is stable once applied (see [`State::set_alone`]),
+    /// and an SADD of members already held is not written (see
+    /// [`State::set_skip_held_adds`]).
     pub fn set_alone(&mut self, alone: bool) {
         self.state.set_alone(alone);
         self.state.set_skip_held_adds(alone);
