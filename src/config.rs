@@ -350,6 +350,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Whether no other region takes part now or ever: no peers, and no
+    /// replication endpoint through which a new region could join (a region
+    /// that is dialed dials back). Such a region collects metadata as it
+    /// writes and does not write an SADD of members already held.
+    pub fn alone(&self) -> bool {
+        self.replication.peers.is_empty() && self.replication.listen.is_none()
+    }
+
     /// The worker threads to start: `worker_threads`, or when 0, one per
     /// core this process may use (at least one), and at least two when
     /// replication is configured.
@@ -527,6 +535,14 @@ mod tests {
         assert_eq!(d.data_dir, PathBuf::from("./braid-data"));
         assert_eq!(d.region, "local");
         assert_eq!(d.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn only_a_region_without_replication_is_alone() {
+        let mut c = Config::default();
+        assert!(c.alone());
+        c.replication.listen = Some(SocketAddr::from(([127, 0, 0, 1], 7400)));
+        assert!(!c.alone(), "a listening region can be joined");
     }
 
     #[test]

@@ -263,10 +263,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     // so none can race a write made here: conflict traces would be waste.
     ks.set_conflict_tracing(config.replication.listen.is_some());
     // With no peer, stability's frontier is this region's own vector: each
-    // write can be collected as it is made. A region that listens can be
-    // joined at any time (it dials back a region that dials it), so only a
-    // region without replication is alone for good.
-    ks.set_alone(config.replication.peers.is_empty() && config.replication.listen.is_none());
+    // write can be collected as it is made.
+    ks.set_alone(config.alone());
     tracing::info!(
         keys = ks.len(),
         replayed,
