@@ -26,6 +26,11 @@ impl Field {
         // an allocation per HSET.
         with_visible(&self.value, |v| hash_parts(&[name, v]))
     }
+
+    /// Whether collecting could still shrink its metadata.
+    fn unsettled(&self) -> bool {
+        !self.tags.settled() || !self.value.settled()
+    }
 }
 
 /// A hash key's content.
@@ -37,12 +42,6 @@ pub struct HashContent {
     /// Fields that collecting could still shrink: while none is, collection
     /// passes skip the hash instead of visiting every field.
     unsettled: usize,
-}
-
-impl Field {
-    fn unsettled(&self) -> bool {
-        !self.tags.settled() || !self.value.settled()
-    }
 }
 
 impl HashContent {

@@ -312,13 +312,11 @@ impl State {
             Intent::SAdd(members) => {
                 // Re-adding members a set holds matters only against a
                 // concurrent SREM, which needs another region. Without
-                // peers it changes nothing, and is not written: as in
-                // Redis, such an SADD is a read (docs/semantics.md).
-                let holds_all = match live {
-                    Some(Content::Set(s)) => members.iter().all(|m| s.contains(m)),
-                    _ => false,
-                };
-                if self.skip_held_adds() && holds_all && entry.is_some_and(|e| e.type_count() == 1)
+                // replication it changes nothing, and is not written: as
+                // in Redis, such an SADD is a read (docs/semantics.md).
+                if self.skip_held_adds()
+                    && entry.is_some_and(|e| e.type_count() == 1)
+                    && matches!(live, Some(Content::Set(s)) if members.iter().all(|m| s.contains(m)))
                 {
                     return Ok(None);
                 }

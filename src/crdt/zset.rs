@@ -49,6 +49,13 @@ struct Member {
     shown: f64,
 }
 
+impl Member {
+    /// Whether collecting could still shrink its metadata.
+    fn unsettled(&self) -> bool {
+        !self.tags.settled() || !self.score.settled()
+    }
+}
+
 /// The score a member shows: its base (0 without one) plus unseen
 /// increments, summed exactly and rounded once.
 fn visible_score(c: &Counter<f64>) -> f64 {
@@ -77,12 +84,6 @@ pub struct ZSetContent {
     /// Members that collecting could still shrink: while none is,
     /// collection passes skip the sorted set instead of visiting every member.
     unsettled: usize,
-}
-
-impl Member {
-    fn unsettled(&self) -> bool {
-        !self.tags.settled() || !self.score.settled()
-    }
 }
 
 impl ZSetContent {
