@@ -365,7 +365,7 @@ impl Committer {
 /// (`SCHED_BATCH`; its share of the CPU is unchanged). Why: the committer
 /// wakes tens of thousands of times a second under load, and preempting a
 /// connection thread that holds the keyspace turn stalls every client until
-/// it runs again. Measured at `-P 16` on two cores: 4–9 % more writes per
+/// it runs again. Measured at `-P 16` on two cores: 1–9 % more writes per
 /// second and less CPU per request (BENCHMARKS.md).
 #[cfg(target_os = "linux")]
 fn no_wakeup_preemption() {
