@@ -68,12 +68,13 @@ fn set_pairs(ctx: &mut Ctx, a: &[Bytes]) -> Result<i64, Frame> {
         return Err(super::wrong_arity(ctx.client.current));
     }
     let pairs = distinct_pairs(&a[2..]);
-    let added = match read_hash(ctx, &a[1])? {
-        Some(h) => pairs.iter().filter(|(f, _)| !h.contains(f)).count(),
-        None => pairs.len(),
-    };
+    // New fields are counted from the length, not looked up one by one:
+    // the lookups cost a fifth of HSET's time under the keyspace turn, and
+    // a write that only adds changes the length by exactly the new ones.
+    let before = read_hash(ctx, &a[1])?.map_or(0, HashContent::len);
     ctx.write(at(a, 1), Intent::HSet(pairs))?;
-    Ok(added as i64)
+    let after = read_hash(ctx, &a[1])?.map_or(0, HashContent::len);
+    Ok(after.saturating_sub(before) as i64)
 }
 
 fn hset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {

@@ -213,17 +213,20 @@ fn bulks<'a>(members: impl IntoIterator<Item = &'a Bytes>) -> Vec<Frame> {
 
 fn sadd(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     let members = distinct(&a[2..]);
-    let added = match read_set(ctx, &a[1]) {
-        Ok(s) => members
-            .iter()
-            .filter(|m| !s.is_some_and(|s| s.contains(m)))
-            .count(),
+    // Counted from the length (an add never removes), not by a lookup per
+    // member, as in HSET.
+    let len = |ctx: &Ctx| read_set(ctx, &a[1]).map(|s| s.map_or(0, SetContent::len));
+    let before = match len(ctx) {
+        Ok(n) => n,
         Err(e) => return e,
     };
     // Members already present are written too: re-adding them is what makes
     // them win over a concurrent SREM elsewhere (add-wins).
-    match ctx.write(at(a, 1), Intent::SAdd(members)) {
-        Ok(_) => Frame::Integer(added as i64),
+    if let Err(e) = ctx.write(at(a, 1), Intent::SAdd(members)) {
+        return e;
+    }
+    match len(ctx) {
+        Ok(after) => Frame::Integer(after.saturating_sub(before) as i64),
         Err(e) => e,
     }
 }

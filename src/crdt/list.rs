@@ -24,7 +24,7 @@ struct Element {
 }
 
 fn element_hash(pos: &Position, value: &[u8]) -> u128 {
-    hash_parts(&[&pos.digest_bytes(), value])
+    hash_parts(&[&pos.digest_bytes()[..], value])
 }
 
 /// A list key's content.
@@ -43,17 +43,19 @@ pub struct ListContent {
 impl ListContent {
     /// Inserts an element at its position (a duplicate delivery is ignored).
     pub fn insert(&mut self, pos: Position, value: Bytes, tag: Tag) {
-        if self.elements.contains_key(&pos) {
-            return;
+        let hash = element_hash(&pos, &value);
+        let element = Element {
+            value: detach(value),
+            written: tag,
+        };
+        // One descent instead of a lookup then an insert; the rare
+        // duplicate puts the element it displaced back.
+        match self.elements.insert(pos.clone(), element) {
+            None => self.acc.add(hash),
+            Some(held) => {
+                self.elements.insert(pos, held);
+            }
         }
-        self.acc.add(element_hash(&pos, &value));
-        self.elements.insert(
-            pos,
-            Element {
-                value: detach(value),
-                written: tag,
-            },
-        );
     }
 
     /// LSET: replaces the value by LWW. Returns whether it raced a concurrent
@@ -214,6 +216,29 @@ mod tests {
 
     fn values(l: &ListContent) -> Vec<Vec<u8>> {
         l.iter().map(|(_, v)| v.to_vec()).collect()
+    }
+
+    /// A second insert at a held position (a duplicate delivery) keeps the
+    /// element and the digest as they were, even after an LSET changed it.
+    #[test]
+    fn a_duplicate_insert_changes_nothing() {
+        let mut list = ListContent::default();
+        let pos = Position::between(None, None, RegionId(1), 1, 0);
+        list.insert(pos.clone(), Bytes::from_static(b"a"), tag(1));
+        let mut ctx = VersionVector::new();
+        ctx.raise(RegionId(1), 1);
+        list.set(&pos, Bytes::from_static(b"b"), tag(2), &ctx);
+        let digest = list.digest();
+        list.insert(pos.clone(), Bytes::from_static(b"a"), tag(1));
+        assert_eq!(values(&list), vec![b"b".to_vec()]);
+        assert_eq!(list.digest(), digest);
+        let mut fresh = ListContent::default();
+        fresh.insert(pos, Bytes::from_static(b"b"), tag(2));
+        assert_eq!(
+            fresh.digest(),
+            digest,
+            "the digest holds only what is there"
+        );
     }
 
     /// A copy (what a snapshot keeps) shares the elements instead of

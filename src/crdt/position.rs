@@ -53,8 +53,10 @@ impl Position {
     }
 
     /// Bytes that identify the position, for digests.
-    pub fn digest_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.len() * 22);
+    pub fn digest_bytes(&self) -> SmallVec<[u8; 64]> {
+        // On the stack for positions up to two levels (most): every list
+        // insert and removal hashes one.
+        let mut out = SmallVec::new();
         for s in &self.0 {
             out.extend_from_slice(&s.digit.to_le_bytes());
             out.extend_from_slice(&s.region.0.to_le_bytes());

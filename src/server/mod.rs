@@ -603,6 +603,7 @@ async fn client_loop(
             ks.lsn()
         };
         drop(turn);
+        session.drop_spent();
         // Before any reply is sent: a client that then scrapes the metrics
         // sees its commands counted.
         session.flush_timings(shared.as_ref());
