@@ -73,21 +73,15 @@ fn bulks(values: Vec<Bytes>) -> Frame {
     Frame::Array(values.into_iter().map(Frame::Bulk).collect())
 }
 
-/// The element at `index` (negative from the tail), walking from the
-/// nearer end.
+/// The element at `index` (negative from the tail).
 fn element(l: &ListContent, index: i64) -> Option<&Bytes> {
-    let (from_tail, steps) = if index < 0 {
-        (true, index.unsigned_abs() - 1)
+    let i = if index < 0 {
+        l.len()
+            .checked_sub(usize::try_from(index.unsigned_abs()).ok()?)?
     } else {
-        (false, index.unsigned_abs())
+        usize::try_from(index).ok()?
     };
-    let steps = usize::try_from(steps).ok()?;
-    let mut items = l.iter().map(|(_, v)| v);
-    if from_tail {
-        items.nth_back(steps)
-    } else {
-        items.nth(steps)
-    }
+    l.get(i).map(|(_, v)| v)
 }
 
 // ---------------------------------------------------------------------------
@@ -321,15 +315,7 @@ fn lrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     let Some((s, e)) = resolve_range(start, stop, len) else {
         return Frame::empty_array();
     };
-    let n = e - s + 1;
-    let values = l.iter().map(|(_, v)| Frame::Bulk(v.clone()));
-    if s > len - 1 - e {
-        let mut out: Vec<Frame> = values.rev().skip(len - 1 - e).take(n).collect();
-        out.reverse();
-        Frame::Array(out)
-    } else {
-        Frame::Array(values.skip(s).take(n).collect())
-    }
+    Frame::Array(l.range(s, e).map(|v| Frame::Bulk(v.clone())).collect())
 }
 
 /// LPOS `key element [RANK r] [COUNT n] [MAXLEN len]`.

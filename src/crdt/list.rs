@@ -145,6 +145,18 @@ impl ListContent {
         self.elements.get(index).map(|(p, e)| (p, &e.value))
     }
 
+    /// The values from index `from` to `to`, both included (O(log n) to
+    /// reach the first).
+    pub fn range(&self, from: usize, to: usize) -> impl DoubleEndedIterator<Item = &Bytes> {
+        let end = to.saturating_add(1).min(self.elements.len()).max(from);
+        let from = from.min(end);
+        self.elements
+            .focus()
+            .narrow(from..end)
+            .into_iter()
+            .map(|(_, e)| &e.value)
+    }
+
     /// The first element.
     pub fn first(&self) -> Option<&Position> {
         self.elements.front().map(|(p, _)| p)
@@ -311,6 +323,13 @@ mod tests {
                 prop_assert_eq!(list.get(i).map(|(q, _)| q), Some(p));
                 prop_assert_eq!(list.next_after(p), want.get(i + 1).map(|(q, _)| q));
                 prop_assert_eq!(list.prev_before(p), i.checked_sub(1).map(|j| &want[j].0));
+            }
+            let n = want.len();
+            for (from, to) in [(0, n), (n / 3, n / 2), (n / 2, n / 3), (n.saturating_sub(1), n + 5)] {
+                let got: Vec<Vec<u8>> = list.range(from, to).map(|v| v.to_vec()).collect();
+                let end = (to + 1).min(n).max(from);
+                let expect: Vec<Vec<u8>> = want[from.min(end)..end].iter().map(|(_, v)| v.clone()).collect();
+                prop_assert_eq!(got, expect);
             }
             let mut fresh = ListContent::default();
             for (p, v) in &want {
