@@ -19,7 +19,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// keys matching the glob `pattern`. Each entry is a map: `key`, `type`,
 /// `rule`, `winner_region`, `winner_hlc`, `loser_region`, `loser_hlc`, and
 /// for a type conflict `loser_type`.
-fn braid_conflicts(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn braid_conflicts(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let mut count = usize::MAX;
     let mut pattern: Option<&Bytes> = None;
     let mut i = 1;

@@ -50,24 +50,25 @@ fn read_hash<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a HashContent>
 
 /// Field/value pairs with each field once, holding its last value (Redis
 /// applies them in order): one operation must not write a field twice.
-fn distinct_pairs(pairs: &[Bytes]) -> Vec<(Bytes, Bytes)> {
+/// The arguments are moved out (see [`args::take`]).
+fn distinct_pairs(pairs: &mut [Bytes]) -> Vec<(Bytes, Bytes)> {
     if let [field, value] = pairs {
-        return vec![(field.clone(), value.clone())];
+        return vec![(std::mem::take(field), std::mem::take(value))];
     }
     let mut map: IndexMap<Bytes, Bytes, foldhash::fast::RandomState> =
         IndexMap::with_capacity_and_hasher(pairs.len() / 2, Default::default());
-    for p in pairs.chunks_exact(2) {
-        map.insert(p[0].clone(), p[1].clone());
+    for p in pairs.chunks_exact_mut(2) {
+        map.insert(std::mem::take(&mut p[0]), std::mem::take(&mut p[1]));
     }
     map.into_iter().collect()
 }
 
 /// HSET / HMSET: writes the pairs, returns how many fields are new.
-fn set_pairs(ctx: &mut Ctx, a: &[Bytes]) -> Result<i64, Frame> {
+fn set_pairs(ctx: &mut Ctx, a: &mut [Bytes]) -> Result<i64, Frame> {
     if a.len() % 2 != 0 {
         return Err(super::wrong_arity(ctx.client.current));
     }
-    let pairs = distinct_pairs(&a[2..]);
+    let pairs = distinct_pairs(&mut a[2..]);
     // New fields are counted from the length, not looked up one by one:
     // the lookups cost a fifth of HSET's time under the keyspace turn, and
     // a write that only adds changes the length by exactly the new ones.
@@ -77,21 +78,21 @@ fn set_pairs(ctx: &mut Ctx, a: &[Bytes]) -> Result<i64, Frame> {
     Ok(after.saturating_sub(before) as i64)
 }
 
-fn hset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hset(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match set_pairs(ctx, a) {
         Ok(n) => Frame::Integer(n),
         Err(e) => e,
     }
 }
 
-fn hmset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hmset(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match set_pairs(ctx, a) {
         Ok(_) => Frame::ok(),
         Err(e) => e,
     }
 }
 
-fn hsetnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hsetnx(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(Some(h)) if h.contains(&a[2]) => return Frame::Integer(0),
         Ok(_) => {}
@@ -103,7 +104,7 @@ fn hsetnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hget(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => h
             .and_then(|h| h.get(&a[2]))
@@ -112,7 +113,7 @@ fn hget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hmget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hmget(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Array(
             a[2..]
@@ -127,7 +128,7 @@ fn hmget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hgetall(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hgetall(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Map(h.map_or_else(Vec::new, |h| {
             h.iter()
@@ -138,7 +139,7 @@ fn hgetall(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hdel(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let fields = distinct(&a[2..]);
     let removed = match read_hash(ctx, &a[1]) {
         Ok(Some(h)) => fields.iter().filter(|f| h.contains(f)).count(),
@@ -154,21 +155,21 @@ fn hdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hexists(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hexists(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Integer(i64::from(h.is_some_and(|h| h.contains(&a[2])))),
         Err(e) => e,
     }
 }
 
-fn hlen(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hlen(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Integer(h.map_or(0, |h| h.len() as i64)),
         Err(e) => e,
     }
 }
 
-fn hstrlen(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hstrlen(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Integer(
             h.and_then(|h| h.get(&a[2]))
@@ -178,7 +179,7 @@ fn hstrlen(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hkeys(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hkeys(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Array(h.map_or_else(Vec::new, |h| {
             h.iter().map(|(f, _)| Frame::Bulk(f.clone())).collect()
@@ -187,7 +188,7 @@ fn hkeys(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hvals(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hvals(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_hash(ctx, &a[1]) {
         Ok(h) => Frame::Array(h.map_or_else(Vec::new, |h| {
             h.iter().map(|(_, v)| Frame::Bulk(v)).collect()
@@ -204,7 +205,7 @@ fn field_after_write(ctx: &Ctx, a: &[Bytes]) -> Result<Bytes, Frame> {
         .unwrap_or_default())
 }
 
-fn hincrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hincrby(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     // Redis checks the increment before the key's type.
     let by = match args::int(&a[3]) {
         Ok(n) => n,
@@ -223,7 +224,7 @@ fn hincrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hincrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hincrbyfloat(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let by = match args::decimal(&a[3]) {
         Ok(d) => d,
         // Infinities parse as floats but are refused with their own text
@@ -253,7 +254,7 @@ fn hincrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn hrandfield(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hrandfield(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if a.len() == 2 {
         return match read_hash(ctx, &a[1]) {
             Ok(Some(h)) if !h.is_empty() => h
@@ -299,7 +300,7 @@ fn hrandfield(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     Frame::Array(out)
 }
 
-fn hscan(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn hscan(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if let Err(e) = scan_cursor(&a[2]) {
         return e;
     }

@@ -37,7 +37,7 @@ fn live(ctx: &Ctx, key: &[u8]) -> bool {
     ctx.ks.get(key, ctx.now_ms).is_some()
 }
 
-fn del(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn del(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let mut n = 0;
     for k in &a[1..] {
         match ctx.ks.write(k.clone(), Intent::Del, ctx.now_ms) {
@@ -49,11 +49,11 @@ fn del(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     Frame::Integer(n)
 }
 
-fn exists(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn exists(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     Frame::Integer(a[1..].iter().filter(|k| live(ctx, k)).count() as i64)
 }
 
-fn key_type(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn key_type(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     Frame::simple(
         ctx.ks
             .get(&a[1], ctx.now_ms)
@@ -61,7 +61,7 @@ fn key_type(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     )
 }
 
-fn keys(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn keys(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let now = ctx.now_ms;
     let matched: Vec<Frame> = ctx
         .ks
@@ -73,7 +73,7 @@ fn keys(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     Frame::Array(matched)
 }
 
-fn scan(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn scan(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let cursor = match args::positive(&a[1], "cursor") {
         Ok(c) => c,
         Err(_) => return Frame::error("ERR invalid cursor"),
@@ -129,7 +129,7 @@ fn scan(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)])
 }
 
-fn randomkey(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+fn randomkey(ctx: &mut Ctx, _a: &mut [Bytes]) -> Frame {
     let now = ctx.now_ms;
     let state = ctx.ks.state();
     if state.is_empty() {
@@ -150,7 +150,7 @@ fn randomkey(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
     Frame::Null
 }
 
-fn dbsize(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+fn dbsize(ctx: &mut Ctx, _a: &mut [Bytes]) -> Frame {
     Frame::Integer(ctx.ks.len() as i64)
 }
 
@@ -222,16 +222,16 @@ fn at_key(a: &[Bytes]) -> Bytes {
     at(a, 1)
 }
 
-fn expire(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn expire(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     expire_generic(ctx, a, 1000, false)
 }
-fn pexpire(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn pexpire(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     expire_generic(ctx, a, 1, false)
 }
-fn expireat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn expireat(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     expire_generic(ctx, a, 1000, true)
 }
-fn pexpireat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn pexpireat(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     expire_generic(ctx, a, 1, true)
 }
 
@@ -251,20 +251,20 @@ fn ttl_generic(ctx: &mut Ctx, a: &[Bytes], f: impl Fn(u64, u64) -> i64) -> Frame
     }
 }
 
-fn ttl(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn ttl(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     ttl_generic(ctx, a, |at, now| ((at - now + 500) / 1000) as i64)
 }
-fn pttl(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn pttl(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     ttl_generic(ctx, a, |at, now| (at - now) as i64)
 }
-fn expiretime(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn expiretime(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     ttl_generic(ctx, a, |at, _| (at / 1000) as i64)
 }
-fn pexpiretime(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn pexpiretime(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     ttl_generic(ctx, a, |at, _| at as i64)
 }
 
-fn persist(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn persist(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match ctx.ks.write(at(a, 1), Intent::Persist, ctx.now_ms) {
         Ok(written) => Frame::Integer(i64::from(written)),
         Err(e) => write_error(e),
@@ -326,10 +326,10 @@ fn rename_generic(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Frame {
     }
 }
 
-fn rename(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn rename(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     rename_generic(ctx, a, false)
 }
 
-fn renamenx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn renamenx(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     rename_generic(ctx, a, true)
 }

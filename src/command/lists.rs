@@ -89,39 +89,41 @@ fn element(l: &ListContent, index: i64) -> Option<&Bytes> {
 
 /// LPUSH / RPUSH, and with `only_existing` LPUSHX / RPUSHX; replies the new
 /// length.
-fn push(ctx: &mut Ctx, a: &[Bytes], left: bool, only_existing: bool) -> Frame {
-    if only_existing {
-        match read_list(ctx, &a[1]) {
-            Ok(Some(_)) => {}
-            Ok(None) => return Frame::Integer(0),
-            Err(e) => return e,
-        }
-    }
-    let values = a[2..].to_vec();
+fn push(ctx: &mut Ctx, a: &mut [Bytes], left: bool, only_existing: bool) -> Frame {
+    // The length before, plus the pushed values, is the length after: a
+    // push only adds, each value at a new position.
+    let before = match read_list(ctx, &a[1]) {
+        Ok(Some(l)) => l.len(),
+        Ok(None) if only_existing => return Frame::Integer(0),
+        Ok(None) => 0,
+        Err(e) => return e,
+    };
+    let values: Vec<Bytes> = a[2..].iter_mut().map(std::mem::take).collect();
+    let pushed = values.len();
     let intent = if left {
         Intent::LPush(values)
     } else {
         Intent::RPush(values)
     };
-    match ctx.write(at(a, 1), intent) {
-        Ok(_) => Frame::Integer(len_now(ctx, &a[1])),
+    match ctx.write(args::take(a, 1), intent) {
+        Ok(_) => Frame::Integer((before + pushed) as i64),
         Err(e) => e,
     }
 }
 
-fn lpush(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lpush(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     push(ctx, a, true, false)
 }
 
-fn rpush(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn rpush(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     push(ctx, a, false, false)
 }
 
-fn lpushx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lpushx(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     push(ctx, a, true, true)
 }
 
-fn rpushx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn rpushx(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     push(ctx, a, false, true)
 }
 
@@ -175,17 +177,17 @@ fn pop(ctx: &mut Ctx, a: &[Bytes], left: bool) -> Frame {
     }
 }
 
-fn lpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lpop(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     pop(ctx, a, true)
 }
 
-fn rpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn rpop(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     pop(ctx, a, false)
 }
 
 /// LMPOP `numkeys key… LEFT|RIGHT [COUNT n]`: pops from the first non-empty
 /// list; `[key, [elements]]` or a nil array.
-fn lmpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lmpop(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let numkeys = match at_least(&a[1], 1, "ERR numkeys should be greater than 0") {
         Ok(n) => n as usize,
         Err(e) => return e,
@@ -266,21 +268,21 @@ fn move_one(ctx: &mut Ctx, src: &Bytes, dst: &Bytes, from_left: bool, to_left: b
     }
 }
 
-fn lmove(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lmove(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match (side(&a[3]), side(&a[4])) {
         (Some(from_left), Some(to_left)) => move_one(ctx, &a[1], &a[2], from_left, to_left),
         _ => syntax_error(),
     }
 }
 
-fn rpoplpush(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn rpoplpush(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     move_one(ctx, &a[1], &a[2], false, true)
 }
 
 // ---------------------------------------------------------------------------
 // Reads.
 
-fn llen(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn llen(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_list(ctx, &a[1]) {
         Ok(l) => Frame::Integer(l.map_or(0, |l| l.len() as i64)),
         Err(e) => e,
@@ -288,7 +290,7 @@ fn llen(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 /// LINDEX: the key is looked up before the index is parsed, as in Redis.
-fn lindex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lindex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let l = match read_list(ctx, &a[1]) {
         Ok(Some(l)) => l,
         Ok(None) => return Frame::Null,
@@ -301,7 +303,7 @@ fn lindex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 /// LRANGE: one walk, from the nearer end.
-fn lrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lrange(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let (start, stop) = match (args::int(&a[2]), args::int(&a[3])) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return e,
@@ -319,7 +321,7 @@ fn lrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 /// LPOS `key element [RANK r] [COUNT n] [MAXLEN len]`.
-fn lpos(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lpos(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
     let mut j = 3;
     while j < a.len() {
@@ -387,7 +389,7 @@ fn lpos(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 // Edits.
 
 /// LSET: the key is looked up before the index is parsed, as in Redis.
-fn lset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lset(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_list(ctx, &a[1]) {
         Ok(Some(_)) => {}
         Ok(None) => return write_error(WriteError::NoSuchKey),
@@ -410,7 +412,7 @@ fn lset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 /// LINSERT: the new length, -1 without the pivot, 0 without the key.
-fn linsert(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn linsert(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let before = if is(&a[2], "before") {
         true
     } else if is(&a[2], "after") {
@@ -436,7 +438,7 @@ fn linsert(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 }
 
 /// LREM: how many elements went.
-fn lrem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn lrem(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let count = match args::int(&a[2]) {
         Ok(c) => c,
         Err(e) => return e,
@@ -456,7 +458,7 @@ fn lrem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn ltrim(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn ltrim(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let (start, stop) = match (args::int(&a[2]), args::int(&a[3])) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return e,

@@ -117,7 +117,7 @@ pub struct CommandSpec {
     /// First key argument (0: none), last key (-1: last argument), step.
     pub keys: (i32, i32, i32),
     /// Runs it. `args[0]` is the command name.
-    pub run: fn(&mut Ctx, &[Bytes]) -> Frame,
+    pub run: fn(&mut Ctx, &mut [Bytes]) -> Frame,
 }
 
 impl CommandSpec {
@@ -207,7 +207,7 @@ pub fn wrong_arity(name: &str) -> Frame {
 
 /// Looks up and runs one command (arity checked). Authentication, MULTI
 /// queuing and the OOM check are the connection's business.
-pub fn execute(ctx: &mut Ctx, args: &[Bytes]) -> Frame {
+pub fn execute(ctx: &mut Ctx, args: &mut [Bytes]) -> Frame {
     let Some(name) = args.first() else {
         return Frame::error("ERR empty command");
     };
@@ -219,7 +219,7 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) -> Frame {
 
 /// Runs one command already looked up (`spec` is `args[0]`'s), arity
 /// checked: saves a second lookup to a caller that had to look it up.
-pub fn execute_spec(ctx: &mut Ctx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
+pub fn execute_spec(ctx: &mut Ctx, spec: &'static CommandSpec, args: &mut [Bytes]) -> Frame {
     if !spec.arity_ok(args.len()) {
         return wrong_arity(spec.name);
     }
@@ -279,7 +279,7 @@ pub(crate) mod testing {
 
         /// Runs a command given as words.
         pub(crate) fn run(&mut self, words: &[&str]) -> Frame {
-            let args: Vec<Bytes> = words
+            let mut args: Vec<Bytes> = words
                 .iter()
                 .map(|w| Bytes::copy_from_slice(w.as_bytes()))
                 .collect();
@@ -289,7 +289,7 @@ pub(crate) mod testing {
                 client: &mut self.client,
                 server: &NoServer,
             };
-            execute(&mut ctx, &args)
+            execute(&mut ctx, &mut args)
         }
     }
 

@@ -31,7 +31,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// (`last_snapshot_file`, `last_snapshot_vv`, `last_snapshot_digest`), or
 /// `last_failed_snapshot_id` if it failed. An error while another snapshot
 /// runs. What `braid-backup create` uses.
-fn braid_snapshot(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+fn braid_snapshot(ctx: &mut Ctx, _a: &mut [Bytes]) -> Frame {
     match ctx.server.request_snapshot() {
         Ok(id) => Frame::Integer(i64::try_from(id).unwrap_or(i64::MAX)),
         Err(e) => Frame::error(format!("ERR {e}")),
@@ -40,19 +40,19 @@ fn braid_snapshot(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
 
 /// BRAID.DIGEST: the state's convergence digest (hex). Regions that applied
 /// the same operations have the same digest, whatever the order.
-fn braid_digest(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+fn braid_digest(ctx: &mut Ctx, _a: &mut [Bytes]) -> Frame {
     Frame::bulk(format!("{:032x}", ctx.ks.state().digest()))
 }
 
 /// BRAID.VV: the version vector of applied operations, `id=seq` pairs by
 /// region id, comma-separated (compare two regions' to see what one lacks).
-fn braid_vv(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+fn braid_vv(ctx: &mut Ctx, _a: &mut [Bytes]) -> Frame {
     let vv = ctx.ks.state().version_vector();
     let text: Vec<String> = vv.iter().map(|(r, s)| format!("{}={s}", r.0)).collect();
     Frame::bulk(text.join(","))
 }
 
-fn ping(_ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn ping(_ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match a.len() {
         1 => Frame::simple("PONG"),
         2 => Frame::Bulk(a[1].clone()),
@@ -60,11 +60,11 @@ fn ping(_ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn echo(_ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn echo(_ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     Frame::Bulk(a[1].clone())
 }
 
-fn time(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
+fn time(ctx: &mut Ctx, _a: &mut [Bytes]) -> Frame {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(ctx.now_ms * 1000, |d| d.as_micros() as u64);
@@ -74,14 +74,14 @@ fn time(ctx: &mut Ctx, _a: &[Bytes]) -> Frame {
     ])
 }
 
-fn info(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn info(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let section = a
         .get(1)
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
     Frame::verbatim_txt(ctx.server.info(ctx.ks, section.as_deref()))
 }
 
-fn config(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn config(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let sub = &a[1];
     if is(sub, "get") {
         if a.len() < 3 {
@@ -161,7 +161,7 @@ fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
     table().iter().flat_map(|f| f.iter())
 }
 
-fn command(_ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn command(_ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let Some(sub) = a.get(1) else {
         return Frame::Array(all_commands().map(describe).collect());
     };
@@ -213,7 +213,7 @@ fn command(_ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn flushall(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn flushall(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if a.len() > 2 || a.get(1).is_some_and(|m| !is(m, "async") && !is(m, "sync")) {
         return syntax_error();
     }
@@ -221,7 +221,7 @@ fn flushall(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-fn shutdown(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn shutdown(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     for opt in &a[1..] {
         if !["nosave", "save", "now", "force", "abort"]
             .iter()

@@ -66,6 +66,24 @@ pub(super) fn distinct(items: &[Bytes]) -> Vec<Bytes> {
         .collect()
 }
 
+/// [`distinct`], moving the arguments out instead of cloning them (see
+/// [`args::take`]).
+pub(super) fn take_distinct(items: &mut [Bytes]) -> Vec<Bytes> {
+    if items.len() <= 1 {
+        return items.iter_mut().map(std::mem::take).collect();
+    }
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(items.len());
+        items.iter().map(|m| seen.insert(&m[..])).collect()
+    };
+    items
+        .iter_mut()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(m, _)| std::mem::take(m))
+        .collect()
+}
+
 /// The count of SRANDMEMBER / HRANDFIELD: any integer but `i64::MIN`, whose
 /// negation (the "repeats allowed" count) would overflow.
 pub(super) fn rand_count(arg: &[u8]) -> Result<i64, Frame> {
@@ -211,8 +229,8 @@ fn bulks<'a>(members: impl IntoIterator<Item = &'a Bytes>) -> Vec<Frame> {
         .collect()
 }
 
-fn sadd(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
-    let members = distinct(&a[2..]);
+fn sadd(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
+    let members = take_distinct(&mut a[2..]);
     // Counted from the length (an add never removes), not by a lookup per
     // member, as in HSET.
     let len = |ctx: &Ctx| read_set(ctx, &a[1]).map(|s| s.map_or(0, SetContent::len));
@@ -231,7 +249,7 @@ fn sadd(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn srem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn srem(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let members = distinct(&a[2..]);
     let removed = match read_set(ctx, &a[1]) {
         Ok(Some(s)) => members.iter().filter(|m| s.contains(m)).count(),
@@ -247,21 +265,21 @@ fn srem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn smembers(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn smembers(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_set(ctx, &a[1]) {
         Ok(s) => Frame::Set(s.map_or_else(Vec::new, |s| bulks(s.members()))),
         Err(e) => e,
     }
 }
 
-fn sismember(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sismember(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_set(ctx, &a[1]) {
         Ok(s) => Frame::Integer(i64::from(s.is_some_and(|s| s.contains(&a[2])))),
         Err(e) => e,
     }
 }
 
-fn smismember(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn smismember(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_set(ctx, &a[1]) {
         Ok(s) => Frame::Array(
             a[2..]
@@ -273,14 +291,14 @@ fn smismember(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn scard(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn scard(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_set(ctx, &a[1]) {
         Ok(s) => Frame::Integer(s.map_or(0, |s| s.len() as i64)),
         Err(e) => e,
     }
 }
 
-fn spop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn spop(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let count = match a.len() {
         2 => None,
         // Redis reports any bad count, even a non-number, this way.
@@ -317,7 +335,7 @@ fn spop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn srandmember(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn srandmember(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if a.len() > 3 {
         return syntax_error();
     }
@@ -346,7 +364,7 @@ fn srandmember(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn smove(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn smove(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     // Redis' order: a missing source answers 0 before any type check.
     let present = match read_set(ctx, &a[1]) {
         Ok(Some(s)) => s.contains(&a[3]),
@@ -465,31 +483,31 @@ fn algebra_store(ctx: &mut Ctx, a: &[Bytes], op: Algebra) -> Frame {
     }
 }
 
-fn sinter(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sinter(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     algebra(ctx, a, Algebra::Inter)
 }
 
-fn sunion(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sunion(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     algebra(ctx, a, Algebra::Union)
 }
 
-fn sdiff(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sdiff(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     algebra(ctx, a, Algebra::Diff)
 }
 
-fn sinterstore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sinterstore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     algebra_store(ctx, a, Algebra::Inter)
 }
 
-fn sunionstore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sunionstore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     algebra_store(ctx, a, Algebra::Union)
 }
 
-fn sdiffstore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sdiffstore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     algebra_store(ctx, a, Algebra::Diff)
 }
 
-fn sintercard(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sintercard(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let numkeys = match parse_i64(&a[1]) {
         Some(n) if n >= 1 => n as u64,
         _ => return Frame::error("ERR numkeys should be greater than 0"),
@@ -520,7 +538,7 @@ fn sintercard(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn sscan(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn sscan(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if let Err(e) = scan_cursor(&a[2]) {
         return e;
     }

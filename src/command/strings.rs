@@ -59,7 +59,7 @@ fn read_string_with<R>(
     }
 }
 
-fn get(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn get(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_string_with(ctx, &a[1], StringContent::reply_value) {
         Ok(Some(v)) => Frame::Bulk(v),
         Ok(None) => Frame::Null,
@@ -88,7 +88,7 @@ fn deadline(ctx: &Ctx, unit: &[u8], value: &[u8], cmd: &str) -> Result<u64, Fram
     at.filter(|&t| t <= i64::MAX as u64).ok_or_else(invalid)
 }
 
-fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn set(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let (mut nx, mut xx, mut get_old, mut ttl) = (false, false, false, TtlChange::Persist);
     let mut ttl_given = false;
     // The expiry option's index: its value is read once every option has
@@ -142,9 +142,9 @@ fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
         };
     }
     if let Err(e) = ctx.write(
-        at(a, 1),
+        args::take(a, 1),
         Intent::Set {
-            value: at(a, 2),
+            value: args::take(a, 2),
             ttl,
         },
     ) {
@@ -157,7 +157,7 @@ fn set(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn setnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn setnx(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if ctx.ks.get(&a[1], ctx.now_ms).is_some() {
         return Frame::Integer(0);
     }
@@ -190,15 +190,15 @@ fn setex_common(ctx: &mut Ctx, a: &[Bytes], unit: &str, cmd: &str) -> Frame {
     }
 }
 
-fn setex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn setex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     setex_common(ctx, a, "ex", "setex")
 }
 
-fn psetex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn psetex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     setex_common(ctx, a, "px", "psetex")
 }
 
-fn mget(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn mget(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     Frame::Array(
         a[1..]
             .iter()
@@ -223,7 +223,7 @@ fn mset_pairs(ctx: &mut Ctx, a: &[Bytes]) -> Result<(), Frame> {
     Ok(())
 }
 
-fn mset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn mset(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if a.len() % 2 == 0 {
         return super::wrong_arity("mset");
     }
@@ -233,7 +233,7 @@ fn mset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn msetnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn msetnx(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if a.len() % 2 == 0 {
         return super::wrong_arity("msetnx");
     }
@@ -249,21 +249,21 @@ fn msetnx(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn append(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn append(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if let Err(e) = ctx.write(at(a, 1), Intent::Append(at(a, 2))) {
         return e;
     }
     strlen(ctx, a)
 }
 
-fn strlen(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn strlen(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_string(ctx, &a[1]) {
         Ok(v) => Frame::Integer(v.map_or(0, |v| v.len() as i64)),
         Err(e) => e,
     }
 }
 
-fn getrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn getrange(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let (start, end) = match (args::int(&a[2]), args::int(&a[3])) {
         (Ok(s), Ok(e)) => (s, e),
         _ => return args::not_integer(),
@@ -292,7 +292,7 @@ fn getrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     Frame::Bulk(v.slice(s as usize..=e as usize))
 }
 
-fn setrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn setrange(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let offset = match args::int(&a[2]) {
         Ok(o) if o >= 0 => o as usize,
         Ok(_) => return Frame::error("ERR offset is out of range"),
@@ -310,7 +310,7 @@ fn setrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     strlen(ctx, a)
 }
 
-fn getset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn getset(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let old = match read_string(ctx, &a[1]) {
         Ok(v) => v,
         Err(e) => return e,
@@ -327,7 +327,7 @@ fn getset(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn getdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn getdel(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let old = match read_string(ctx, &a[1]) {
         Ok(v) => v,
         Err(e) => return e,
@@ -340,7 +340,7 @@ fn getdel(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     old.map_or(Frame::Null, Frame::Bulk)
 }
 
-fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn getex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     // PERSIST, or the expiry option's index; its value is validated only
     // once the key is known to hold a string, as Redis does (a missing key
     // answers nil and another type WRONGTYPE, whatever the time says).
@@ -401,22 +401,22 @@ fn incr_by(ctx: &mut Ctx, a: &[Bytes], by: i64) -> Frame {
     }
 }
 
-fn incr(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn incr(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     incr_by(ctx, a, 1)
 }
 
-fn decr(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn decr(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     incr_by(ctx, a, -1)
 }
 
-fn incrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn incrby(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match args::int(&a[2]) {
         Ok(n) => incr_by(ctx, a, n),
         Err(e) => e,
     }
 }
 
-fn decrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn decrby(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match args::int(&a[2]) {
         Ok(n) if n != i64::MIN => incr_by(ctx, a, -n),
         Ok(_) => Frame::error("ERR decrement would overflow"),
@@ -424,7 +424,7 @@ fn decrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn incrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn incrbyfloat(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     // Redis' order: the key's type, its value, then the increment. An
     // infinite value or increment parses as a float but gives an infinite
     // sum, refused as such.

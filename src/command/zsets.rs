@@ -192,7 +192,7 @@ struct AddFlags {
     incr: bool,
 }
 
-fn zadd(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zadd(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     zadd_parse(a)
         .and_then(|(f, members)| add_members(ctx, &a[1], members, &f))
         .unwrap_or_else(|e| e)
@@ -316,7 +316,7 @@ fn add_members(
     Ok(Frame::Integer(if f.ch { added + updated } else { added }))
 }
 
-fn zincrby(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zincrby(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let flags = AddFlags {
         incr: true,
         ..AddFlags::default()
@@ -338,7 +338,7 @@ fn remove(ctx: &mut Ctx, key: &[u8], members: Vec<Bytes>) -> Frame {
     }
 }
 
-fn zrem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrem(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let present: Vec<Bytes> = match read_zset(ctx, &a[1]) {
         Ok(Some(z)) => a[2..]
             .iter()
@@ -353,7 +353,7 @@ fn zrem(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     remove(ctx, &a[1], present)
 }
 
-fn zscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zscore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_zset(ctx, &a[1]) {
         Ok(z) => z
             .and_then(|z| z.score(&a[2]))
@@ -362,7 +362,7 @@ fn zscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn zmscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zmscore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_zset(ctx, &a[1]) {
         Ok(z) => Frame::Array(
             a[2..]
@@ -377,18 +377,18 @@ fn zmscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
     }
 }
 
-fn zcard(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zcard(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match read_zset(ctx, &a[1]) {
         Ok(z) => Frame::Integer(z.map_or(0, |z| z.len() as i64)),
         Err(e) => e,
     }
 }
 
-fn zrank(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrank(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     rank_generic(ctx, a, false)
 }
 
-fn zrevrank(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrevrank(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     rank_generic(ctx, a, true)
 }
 
@@ -714,31 +714,31 @@ fn range_generic(ctx: &mut Ctx, a: &[Bytes], kind: Option<RangeKind>, rev: Optio
     scored(ctx, items, q.withscores)
 }
 
-fn zrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrange(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     range_generic(ctx, a, None, None)
 }
 
-fn zrevrange(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrevrange(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     range_generic(ctx, a, Some(RangeKind::Rank), Some(true))
 }
 
-fn zrangebyscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrangebyscore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     range_generic(ctx, a, Some(RangeKind::Score), Some(false))
 }
 
-fn zrevrangebyscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrevrangebyscore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     range_generic(ctx, a, Some(RangeKind::Score), Some(true))
 }
 
-fn zrangebylex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrangebylex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     range_generic(ctx, a, Some(RangeKind::Lex), Some(false))
 }
 
-fn zrevrangebylex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrevrangebylex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     range_generic(ctx, a, Some(RangeKind::Lex), Some(true))
 }
 
-fn zrangestore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrangestore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let q = match parse_range(a, 2, true, None, None) {
         Ok(q) => q,
         Err(e) => return e,
@@ -763,11 +763,11 @@ fn count_in(ctx: &mut Ctx, key: &[u8], bounds: Result<Bounds, Frame>) -> Frame {
     }
 }
 
-fn zcount(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zcount(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     count_in(ctx, &a[1], score_range(&a[2], &a[3]))
 }
 
-fn zlexcount(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zlexcount(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     count_in(ctx, &a[1], lex_range(&a[2], &a[3]))
 }
 
@@ -799,15 +799,15 @@ fn remrange(ctx: &mut Ctx, a: &[Bytes], kind: RangeKind) -> Frame {
     remove(ctx, &a[1], members)
 }
 
-fn zremrangebyrank(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zremrangebyrank(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     remrange(ctx, a, RangeKind::Rank)
 }
 
-fn zremrangebyscore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zremrangebyscore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     remrange(ctx, a, RangeKind::Score)
 }
 
-fn zremrangebylex(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zremrangebylex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     remrange(ctx, a, RangeKind::Lex)
 }
 
@@ -859,16 +859,16 @@ fn zpop(ctx: &mut Ctx, a: &[Bytes], max: bool) -> Frame {
     }
 }
 
-fn zpopmin(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zpopmin(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     zpop(ctx, a, false)
 }
 
-fn zpopmax(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zpopmax(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     zpop(ctx, a, true)
 }
 
 /// ZMPOP `numkeys key… MIN|MAX [COUNT n]`: pops from the first non-empty key.
-fn zmpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zmpop(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let numkeys = match at_least(&a[1], 1, "ERR numkeys should be greater than 0") {
         Ok(n) => n as usize,
         Err(e) => return e,
@@ -904,7 +904,7 @@ fn zmpop(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 /// ZRANDMEMBER `key [count [WITHSCORES]]`. A positive count gives distinct
 /// members (the whole set, in order, when it is not larger), a negative one
 /// allows repeats.
-fn zrandmember(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zrandmember(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     if a.len() == 2 {
         return match read_zset(ctx, &a[1]) {
             Ok(Some(z)) if !z.is_empty() => z
@@ -1196,31 +1196,31 @@ fn combine_store(ctx: &mut Ctx, a: &[Bytes], op: SetOp) -> Frame {
     store(ctx, at(a, 1), items)
 }
 
-fn zunion(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zunion(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     combine_reply(ctx, a, SetOp::Union)
 }
 
-fn zinter(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zinter(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     combine_reply(ctx, a, SetOp::Inter)
 }
 
-fn zdiff(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zdiff(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     combine_reply(ctx, a, SetOp::Diff)
 }
 
-fn zunionstore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zunionstore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     combine_store(ctx, a, SetOp::Union)
 }
 
-fn zinterstore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zinterstore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     combine_store(ctx, a, SetOp::Inter)
 }
 
-fn zdiffstore(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zdiffstore(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     combine_store(ctx, a, SetOp::Diff)
 }
 
-fn zintercard(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zintercard(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     match parse_combine(ctx, a, 1, SetOp::Inter, false, true) {
         Ok(c) => Frame::Integer(combine(&c, SetOp::Inter).len() as i64),
         Err(e) => e,
@@ -1233,7 +1233,7 @@ fn zintercard(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
 /// ZSCAN `key cursor [MATCH pattern] [COUNT n]`: everything in one call
 /// (cursor 0 back), in score order, as Redis does for a small sorted set.
 /// Scores are bulk strings in both protocols.
-fn zscan(ctx: &mut Ctx, a: &[Bytes]) -> Frame {
+fn zscan(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let cursor = std::str::from_utf8(&a[2])
         .ok()
         .and_then(|s| s.parse::<u64>().ok());

@@ -192,7 +192,7 @@ impl Session {
         ks: &mut Keyspace,
         server: &dyn ServerHooks,
         now_ms: u64,
-        args: &[Bytes],
+        args: &mut [Bytes],
         spec: Option<&'static command::CommandSpec>,
     ) -> Frame {
         // `current` names the command once it is found (latency per command).
@@ -378,7 +378,7 @@ impl Session {
         ks.begin_txn();
         let replies = queued
             .into_iter()
-            .map(|args| self.run(ks, server, now_ms, &args, None))
+            .map(|mut args| self.run(ks, server, now_ms, &mut args, None))
             .collect();
         ks.commit_txn();
         Frame::Array(replies)
