@@ -283,7 +283,7 @@ mod tests {
                 let value = format!("v{seq}").into_bytes();
                 match kind {
                     // Pushes at either end, and inserts between neighbours.
-                    0 | 1 | 2 => {
+                    0..=2 => {
                         let (lo, hi) = match kind {
                             0 => (None, keys.first().cloned()),
                             1 => (keys.last().cloned(), None),
