@@ -140,7 +140,7 @@ fn hgetall(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
 }
 
 fn hdel(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
-    let fields = distinct(&a[2..]);
+    let fields = distinct(&mut a[2..]);
     let removed = match read_hash(ctx, &a[1]) {
         Ok(Some(h)) => fields.iter().filter(|f| h.contains(f)).count(),
         Ok(None) => 0,

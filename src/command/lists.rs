@@ -302,7 +302,7 @@ fn lindex(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     }
 }
 
-/// LRANGE: one walk, from the nearer end.
+/// LRANGE: its first element is reached in O(log n).
 fn lrange(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
     let (start, stop) = match (args::int(&a[2]), args::int(&a[3])) {
         (Ok(s), Ok(e)) => (s, e),

@@ -53,22 +53,9 @@ fn read_set<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<&'a SetContent>, 
 
 /// The arguments without repeats, first occurrence kept: one operation must
 /// name a member once (the CRDT would otherwise tag it twice), and replies
-/// count distinct members as Redis does.
-pub(super) fn distinct(items: &[Bytes]) -> Vec<Bytes> {
-    if items.len() <= 1 {
-        return items.to_vec();
-    }
-    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(items.len());
-    items
-        .iter()
-        .filter(|m| seen.insert(&m[..]))
-        .cloned()
-        .collect()
-}
-
-/// [`distinct`], moving the arguments out instead of cloning them (see
-/// [`args::take`]).
-pub(super) fn take_distinct(items: &mut [Bytes]) -> Vec<Bytes> {
+/// count distinct members as Redis does. The arguments are moved out
+/// instead of cloned (see [`args::take`]).
+pub(super) fn distinct(items: &mut [Bytes]) -> Vec<Bytes> {
     if items.len() <= 1 {
         return items.iter_mut().map(std::mem::take).collect();
     }
@@ -230,7 +217,7 @@ fn bulks<'a>(members: impl IntoIterator<Item = &'a Bytes>) -> Vec<Frame> {
 }
 
 fn sadd(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
-    let members = take_distinct(&mut a[2..]);
+    let members = distinct(&mut a[2..]);
     // Counted from the length (an add never removes), not by a lookup per
     // member, as in HSET.
     let len = |ctx: &Ctx| read_set(ctx, &a[1]).map(|s| s.map_or(0, SetContent::len));
@@ -250,7 +237,7 @@ fn sadd(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
 }
 
 fn srem(ctx: &mut Ctx, a: &mut [Bytes]) -> Frame {
-    let members = distinct(&a[2..]);
+    let members = distinct(&mut a[2..]);
     let removed = match read_set(ctx, &a[1]) {
         Ok(Some(s)) => members.iter().filter(|m| s.contains(m)).count(),
         Ok(None) => 0,
